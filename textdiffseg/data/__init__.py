@@ -1,0 +1,1 @@
+"""Datasets: the synthetic CT phantom, the prompt vocabulary, and loaders for MSD / KiTS folders."""

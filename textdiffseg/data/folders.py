@@ -1,0 +1,112 @@
+"""Read labelled CT folders: MSD task folders (and the phantom, which uses the same layout) and KiTS case folders.
+
+Each loader returns :class:`LabelledCase` records: an image path, a label path and the *targets*, i.e. which label
+values form each prompt-able structure. Nothing is loaded into memory here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from textdiffseg.data.label_maps import (
+    KITS19_TARGETS,
+    KITS21_TARGETS,
+    MSD_NAME_ALIASES,
+    MSD_TARGETS,
+    PHANTOM_TARGETS,
+)
+
+
+@dataclass(frozen=True)
+class LabelledCase:
+    """One image with its integer label map and the structures (name -> label values) the map contains."""
+
+    case_id: str
+    image: Path
+    label: Path
+    targets: Mapping[str, tuple[int, ...]]
+
+
+class DatasetFolderError(ValueError):
+    """A folder does not hold a dataset this module can read; the message says what is missing."""
+
+
+def _targets_from_msd_labels(labels: Mapping[str, str]) -> dict[str, tuple[int, ...]]:
+    """Derive targets from an unknown MSD task's ``labels``: organ names map to themselves, 'tumour' to '<organ> tumor'."""
+    names = {int(k): str(v).strip().lower() for k, v in labels.items() if int(k) != 0}
+    organ = next((MSD_NAME_ALIASES[n] for n in names.values() if MSD_NAME_ALIASES.get(n) not in (None, "tumor")), None)
+    targets: dict[str, tuple[int, ...]] = {}
+    for value, raw in names.items():
+        alias = MSD_NAME_ALIASES.get(raw, raw)
+        if alias == "tumor":
+            targets[f"{organ} tumor" if organ else "tumor"] = (value,)
+        else:
+            targets[alias] = (value,)
+    if organ and organ in targets:  # the organ prompt covers the whole organ, lesions included
+        targets[organ] = tuple(sorted(names))
+    return targets
+
+
+def load_msd_folder(folder: str | Path) -> list[LabelledCase]:
+    """Cases of an MSD-layout folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``), phantom folders included."""
+    folder = Path(folder)
+    meta_path = folder / "dataset.json"
+    if not meta_path.is_file():
+        raise DatasetFolderError(f"{folder} has no dataset.json (expected an MSD task folder)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise DatasetFolderError(f"{meta_path} is not valid JSON: {err}") from err
+    task = folder.name
+    if meta.get("name") == "TextDiffSegPhantom":
+        targets: Mapping[str, tuple[int, ...]] = PHANTOM_TARGETS
+    elif task in MSD_TARGETS:
+        targets = MSD_TARGETS[task]
+    else:
+        targets = _targets_from_msd_labels(meta.get("labels", {}))
+    cases = []
+    for entry in meta.get("training", []):
+        image = (folder / entry["image"]).resolve()
+        label = (folder / entry["label"]).resolve()
+        if image.name.startswith("._"):
+            continue  # macOS resource forks that ship inside the MSD tarballs
+        if not image.is_file() or not label.is_file():
+            raise DatasetFolderError(f"dataset.json lists {entry['image']} / {entry['label']} but a file is missing")
+        cases.append(LabelledCase(image.name.split(".nii")[0], image, label, dict(targets)))
+    if not cases:
+        raise DatasetFolderError(f"{meta_path} lists no training cases")
+    return cases
+
+
+def load_kits_folder(folder: str | Path, version: int | None = None) -> list[LabelledCase]:
+    """Cases of a KiTS folder (``case_XXXXX/imaging.nii.gz`` + ``segmentation.nii.gz`` or ``aggregated_MAJ_seg``).
+
+    ``version`` 19 maps 1 kidney / 2 tumour; 21 and 23 add 3 cyst. By default a folder with
+    ``aggregated_MAJ_seg.nii.gz`` files is KiTS21, otherwise KiTS19.
+    """
+    folder = Path(folder)
+    cases = []
+    for case_dir in sorted(p for p in folder.glob("case_*") if p.is_dir()):
+        image = case_dir / "imaging.nii.gz"
+        label = next((case_dir / n for n in ("aggregated_MAJ_seg.nii.gz", "segmentation.nii.gz") if (case_dir / n).is_file()), None)
+        if not image.is_file() or label is None:
+            continue  # KiTS test cases ship without segmentations
+        ver = version or (21 if label.name.startswith("aggregated") else 19)
+        targets = KITS19_TARGETS if ver == 19 else KITS21_TARGETS
+        cases.append(LabelledCase(case_dir.name, image, label, dict(targets)))
+    if not cases:
+        raise DatasetFolderError(f"{folder} has no case_*/imaging.nii.gz with a segmentation (expected a KiTS folder)")
+    return cases
+
+
+def load_folder(folder: str | Path) -> list[LabelledCase]:
+    """Read any supported layout: MSD/phantom (``dataset.json``) or KiTS (``case_*`` folders)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetFolderError(f"{folder} is not a folder")
+    if (folder / "dataset.json").is_file():
+        return load_msd_folder(folder)
+    return load_kits_folder(folder)

@@ -1,0 +1,71 @@
+"""How each dataset's integer label values map to prompt names.
+
+A *target* is the set of label values that together form the structure a prompt names: "liver" in MSD Task03 is
+liver parenchyma (1) plus tumour (2), because a radiologist asking for the liver expects the whole organ.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Mapping
+
+# Phantom label values written by textdiffseg.data.phantom (integer label map).
+PHANTOM_LABEL_NAMES: Mapping[int, str] = MappingProxyType(
+    {
+        1: "liver",
+        2: "spleen",
+        3: "left kidney",
+        4: "right kidney",
+        5: "pancreas",
+        6: "colon",
+        7: "liver tumor",
+        8: "kidney tumor",
+        9: "pancreas tumor",
+        10: "colon tumor",
+    }
+)
+
+PHANTOM_TARGETS: Mapping[str, tuple[int, ...]] = MappingProxyType(
+    {
+        "liver": (1, 7),
+        "spleen": (2,),
+        "left kidney": (3,),  # kidney tumours are labelled 8 and counted in "kidney" / "kidney tumor"
+        "right kidney": (4,),
+        "kidney": (3, 4, 8),
+        "pancreas": (5, 9),
+        "colon": (6, 10),
+        "liver tumor": (7,),
+        "kidney tumor": (8,),
+        "pancreas tumor": (9,),
+        "colon tumor": (10,),
+    }
+)
+
+# Medical Segmentation Decathlon tasks (labels as in each task's dataset.json).
+MSD_TARGETS: Mapping[str, Mapping[str, tuple[int, ...]]] = MappingProxyType(
+    {
+        "Task03_Liver": {"liver": (1, 2), "liver tumor": (2,)},
+        "Task07_Pancreas": {"pancreas": (1, 2), "pancreas tumor": (2,)},
+        "Task10_Colon": {"colon tumor": (1,)},
+    }
+)
+
+# KiTS19: 1 kidney, 2 tumour. KiTS21/23: 1 kidney, 2 tumour, 3 cyst.
+KITS19_TARGETS: Mapping[str, tuple[int, ...]] = MappingProxyType({"kidney": (1, 2), "kidney tumor": (2,)})
+KITS21_TARGETS: Mapping[str, tuple[int, ...]] = MappingProxyType(
+    {"kidney": (1, 2, 3), "kidney tumor": (2,), "kidney cyst": (3,)}
+)
+
+# Free-text MSD label names (dataset.json "labels") mapped to vocabulary names, for tasks not listed above.
+MSD_NAME_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "liver": "liver",
+        "cancer": "tumor",
+        "tumour": "tumor",
+        "tumor": "tumor",
+        "pancreas": "pancreas",
+        "colon cancer primaries": "colon tumor",
+        "spleen": "spleen",
+        "kidney": "kidney",
+    }
+)
