@@ -54,7 +54,9 @@ def test_kits_folder_versions(tmp_path: Path) -> None:
     for i in range(2):
         _write_nifti(tmp_path / "k19" / f"case_{i:05d}" / "imaging.nii.gz", np.zeros((4, 4, 4), np.int16))
         _write_nifti(tmp_path / "k19" / f"case_{i:05d}" / "segmentation.nii.gz", np.zeros((4, 4, 4), np.uint8))
-    _write_nifti(tmp_path / "k19" / "case_00002" / "imaging.nii.gz", np.zeros((4, 4, 4), np.int16))  # unlabelled test case
+    _write_nifti(
+        tmp_path / "k19" / "case_00002" / "imaging.nii.gz", np.zeros((4, 4, 4), np.int16)
+    )  # unlabelled test case
     cases = load_folder(tmp_path / "k19")
     assert [c.case_id for c in cases] == ["case_00000", "case_00001"]
     assert cases[0].targets == {"kidney": (1, 2), "kidney tumor": (2,)}

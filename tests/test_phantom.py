@@ -77,7 +77,9 @@ def test_files_agree_in_geometry_and_every_label_appears(coarse_phantom_dir: Pat
 
 def test_some_cases_lack_a_tumour_type(coarse_phantom_dir: Path) -> None:
     meta = json.loads((coarse_phantom_dir / "dataset.json").read_text())
-    counts = [sum(1 for e in meta["training"] if host in e["tumours"]) for host in ("liver", "kidney", "pancreas", "colon")]
+    counts = [
+        sum(1 for e in meta["training"] if host in e["tumours"]) for host in ("liver", "kidney", "pancreas", "colon")
+    ]
     assert all(c >= 1 for c in counts) and any(c < 4 for c in counts)
 
 

@@ -7,9 +7,9 @@ values form each prompt-able structure. Nothing is loaded into memory here.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from textdiffseg.data.label_maps import (
     KITS19_TARGETS,
@@ -91,7 +91,10 @@ def load_kits_folder(folder: str | Path, version: int | None = None) -> list[Lab
     cases = []
     for case_dir in sorted(p for p in folder.glob("case_*") if p.is_dir()):
         image = case_dir / "imaging.nii.gz"
-        label = next((case_dir / n for n in ("aggregated_MAJ_seg.nii.gz", "segmentation.nii.gz") if (case_dir / n).is_file()), None)
+        label = next(
+            (case_dir / n for n in ("aggregated_MAJ_seg.nii.gz", "segmentation.nii.gz") if (case_dir / n).is_file()),
+            None,
+        )
         if not image.is_file() or label is None:
             continue  # KiTS test cases ship without segmentations
         ver = version or (21 if label.name.startswith("aggregated") else 19)

@@ -6,8 +6,8 @@ liver parenchyma (1) plus tumour (2), because a radiologist asking for the liver
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 # Phantom label values written by textdiffseg.data.phantom (integer label map).
 PHANTOM_LABEL_NAMES: Mapping[int, str] = MappingProxyType(
@@ -69,3 +69,21 @@ MSD_NAME_ALIASES: Mapping[str, str] = MappingProxyType(
         "kidney": "kidney",
     }
 )
+
+
+def targets_from_label_names(names: Mapping[int, str]) -> dict[str, tuple[int, ...]]:
+    """Targets of a label map whose values carry free names (MONAI Label ``label_info``: ``{idx: name}``).
+
+    Each name is its own target; an organ also covers the lesions named after it ("liver" includes the value of
+    "liver tumor"), as in the MSD and phantom maps above.
+    """
+    cleaned = {int(v): str(n).strip().lower() for v, n in names.items() if int(v) != 0 and str(n).strip()}
+    targets: dict[str, set[int]] = {}
+    for value, name in cleaned.items():
+        targets.setdefault(name, set()).add(value)
+    for value, name in cleaned.items():
+        for suffix in (" tumor", " tumour", " cyst", " lesion"):
+            organ = name[: -len(suffix)] if name.endswith(suffix) else None
+            if organ and organ in targets:
+                targets[organ].add(value)
+    return {name: tuple(sorted(values)) for name, values in targets.items()}

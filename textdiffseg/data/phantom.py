@@ -33,7 +33,7 @@ TUMOUR_HOSTS = ("liver", "kidney", "pancreas", "colon")
 
 @dataclass(frozen=True)
 class PhantomConfig:
-    """Acquisition ranges. ``spacing`` fixes the voxel size (mm) instead of drawing it at random."""
+    """Acquisition ranges and content. ``spacing`` fixes the voxel size (mm) instead of drawing it at random."""
 
     inplane_spacing_mm: tuple[float, float] = (0.6, 1.0)
     slice_thickness_mm: tuple[float, float] = (1.5, 5.0)
@@ -41,6 +41,7 @@ class PhantomConfig:
     max_slices: int = 200
     spacing: tuple[float, float, float] | None = None
     tumour_probability: float = 0.4
+    force_one_tumour: bool = True  # tumour type (index % 4) always present; False + probability 0 = tumour-free
 
 
 @dataclass
@@ -63,8 +64,14 @@ class _Canvas:
         self.hu = np.full(grid.shape, -1000.0, np.float32)
         self.label = np.zeros(grid.shape, np.uint8)
 
-    def paint(self, box: Box | None, mask: np.ndarray, hu: float | np.ndarray, label: int | None = None,
-              within: np.ndarray | None = None) -> np.ndarray:
+    def paint(
+        self,
+        box: Box | None,
+        mask: np.ndarray,
+        hu: float | np.ndarray,
+        label: int | None = None,
+        within: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Write ``hu`` (and ``label``) where ``mask`` (and, if given, ``within`` on the same box) is true."""
         if box is None or not mask.any():
             return mask
@@ -92,7 +99,9 @@ def _draw_grid(rng: np.random.Generator, cfg: PhantomConfig) -> VoxelGrid:
         sx, sy, sz = (float(s) for s in cfg.spacing)
     else:
         sx = sy = float(rng.uniform(*cfg.inplane_spacing_mm))
-        sz = float(rng.choice([1.5, 2.0, 2.5, 3.0, 5.0]) if rng.random() < 0.6 else rng.uniform(*cfg.slice_thickness_mm))
+        sz = float(
+            rng.choice([1.5, 2.0, 2.5, 3.0, 5.0]) if rng.random() < 0.6 else rng.uniform(*cfg.slice_thickness_mm)
+        )
     fov = float(rng.uniform(340.0, 420.0))
     nxy = int(min(cfg.max_matrix, round(fov / sx)))
     coverage = float(rng.uniform(270.0, 320.0))
@@ -179,27 +188,52 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
     jitter = lambda s: rng.normal(0.0, s, 3)  # noqa: E731 - tiny local helper
 
     liver_hu = 60.0 + 50.0 * phase
-    liver = Blob.random(rng, np.array([0.42 * half_x, 0.05 * half_y, 75.0]) + jitter(6),
-                        np.array([0.45 * half_x, 0.7 * half_y, rng.uniform(60, 80)]), angle=rng.uniform(-0.3, 0.3))
-    spleen = Blob.random(rng, np.array([-0.55 * half_x, y_spine + 40.0, 70.0]) + jitter(5),
-                         np.array([rng.uniform(22, 32), rng.uniform(40, 55), rng.uniform(40, 55)]),
-                         angle=rng.uniform(0.4, 0.9))
+    liver = Blob.random(
+        rng,
+        np.array([0.42 * half_x, 0.05 * half_y, 75.0]) + jitter(6),
+        np.array([0.45 * half_x, 0.7 * half_y, rng.uniform(60, 80)]),
+        angle=rng.uniform(-0.3, 0.3),
+    )
+    spleen = Blob.random(
+        rng,
+        np.array([-0.55 * half_x, y_spine + 40.0, 70.0]) + jitter(5),
+        np.array([rng.uniform(22, 32), rng.uniform(40, 55), rng.uniform(40, 55)]),
+        angle=rng.uniform(0.4, 0.9),
+    )
     kidneys = {}
     for name, side, dz in (("left kidney", -1, 10.0), ("right kidney", 1, -5.0)):
         kidneys[name] = Blob.random(
-            rng, np.array([side * rng.uniform(55, 70), y_spine + 8.0, dz + rng.uniform(-8, 8)]),
-            np.array([rng.uniform(22, 28), rng.uniform(25, 32), rng.uniform(45, 60)]), angle=side * rng.uniform(0.2, 0.5))
+            rng,
+            np.array([side * rng.uniform(55, 70), y_spine + 8.0, dz + rng.uniform(-8, 8)]),
+            np.array([rng.uniform(22, 28), rng.uniform(25, 32), rng.uniform(45, 60)]),
+            angle=side * rng.uniform(0.2, 0.5),
+        )
     y_panc = y_spine + rng.uniform(50, 62)
     pancreas = Tube.through(
-        np.array([[38.0, y_panc - 5, 12.0], [5.0, y_panc + 5, 20.0], [-45.0, y_panc, 28.0], [-0.55 * half_x + 20, y_spine + 50, 35.0]])
+        np.array(
+            [
+                [38.0, y_panc - 5, 12.0],
+                [5.0, y_panc + 5, 20.0],
+                [-45.0, y_panc, 28.0],
+                [-0.55 * half_x + 20, y_spine + 50, 35.0],
+            ]
+        )
         + rng.normal(0, 3, (4, 3)),
-        [rng.uniform(13, 17), rng.uniform(9, 12), rng.uniform(8, 11), rng.uniform(6, 9)])
+        [rng.uniform(13, 17), rng.uniform(9, 12), rng.uniform(8, 11), rng.uniform(6, 9)],
+    )
     z_colon = rng.uniform(-60, -30)
     colon = Tube.through(
-        np.array([[0.55 * half_x, -10.0, z_colon - 30], [0.35 * half_x, 0.45 * half_y, z_colon],
-                  [-0.25 * half_x, 0.5 * half_y, z_colon + 8], [-0.55 * half_x, 0.0, z_colon - 20]])
+        np.array(
+            [
+                [0.55 * half_x, -10.0, z_colon - 30],
+                [0.35 * half_x, 0.45 * half_y, z_colon],
+                [-0.25 * half_x, 0.5 * half_y, z_colon + 8],
+                [-0.55 * half_x, 0.0, z_colon - 20],
+            ]
+        )
         + rng.normal(0, 4, (4, 3)),
-        [rng.uniform(18, 24)] * 4)
+        [rng.uniform(18, 24)] * 4,
+    )
 
     _organ(c, liver, "liver", liver_hu, texture=6.0)
     _organ(c, spleen, "spleen", 70.0 + 55.0 * phase)
@@ -223,15 +257,21 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
     # Tumours: type (index % 4) is always present so any 4 consecutive cases contain every tumour label.
     tumours: dict[str, int] = {}
     for k, host in enumerate(TUMOUR_HOSTS):
-        if k != index % 4 and rng.random() >= cfg.tumour_probability:
+        forced = cfg.force_one_tumour and k == index % 4
+        if not forced and rng.random() >= cfg.tumour_probability:
             continue
         if host == "liver":
             count = int(rng.integers(1, 4))
             for _ in range(count):
                 lb, lm = _lesion_blob(rng, _point_inside(rng, liver), 7, 22).mask(grid)
                 if lb is not None:
-                    c.paint(lb, lm, c.texture(lb, lm.shape, liver_hu - rng.uniform(35, 60), 6.0),
-                            LABEL_VALUE["liver tumor"], within=c.label[lb] == LABEL_VALUE["liver"])
+                    c.paint(
+                        lb,
+                        lm,
+                        c.texture(lb, lm.shape, liver_hu - rng.uniform(35, 60), 6.0),
+                        LABEL_VALUE["liver tumor"],
+                        within=c.label[lb] == LABEL_VALUE["liver"],
+                    )
             tumours[host] = count
         elif host == "kidney":
             side = "left kidney" if rng.random() < 0.5 else "right kidney"
@@ -239,21 +279,37 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
             lb, lm = _lesion_blob(rng, _point_inside(rng, kb, 0.7), 10, 24).mask(grid)
             if lb is not None:
                 host_or_fat = (c.label[lb] == LABEL_VALUE[side]) | (c.hu[lb] < -20)
-                c.paint(lb, lm, c.texture(lb, lm.shape, 45.0 + 35.0 * phase, 15.0), LABEL_VALUE["kidney tumor"], within=host_or_fat)
+                c.paint(
+                    lb,
+                    lm,
+                    c.texture(lb, lm.shape, 45.0 + 35.0 * phase, 15.0),
+                    LABEL_VALUE["kidney tumor"],
+                    within=host_or_fat,
+                )
             tumours[host] = 1
         elif host == "pancreas":
             centre = pancreas.points[int(rng.integers(0, len(pancreas.points) * 2 // 3))]
             lb, lm = _lesion_blob(rng, centre, 9, 16).mask(grid)
             if lb is not None:
-                c.paint(lb, lm, c.texture(lb, lm.shape, 35.0 + 15.0 * phase, 6.0), LABEL_VALUE["pancreas tumor"],
-                        within=c.label[lb] == LABEL_VALUE["pancreas"])
+                c.paint(
+                    lb,
+                    lm,
+                    c.texture(lb, lm.shape, 35.0 + 15.0 * phase, 6.0),
+                    LABEL_VALUE["pancreas tumor"],
+                    within=c.label[lb] == LABEL_VALUE["pancreas"],
+                )
             tumours[host] = 1
         else:
             centre = colon.points[int(rng.integers(len(colon.points) // 5, len(colon.points) * 4 // 5))]
             lb, lm = _lesion_blob(rng, centre, 14, 22).mask(grid)
             if lb is not None:
-                c.paint(lb, lm, c.texture(lb, lm.shape, 50.0 + 20.0 * phase, 8.0), LABEL_VALUE["colon tumor"],
-                        within=c.label[lb] == LABEL_VALUE["colon"])
+                c.paint(
+                    lb,
+                    lm,
+                    c.texture(lb, lm.shape, 50.0 + 20.0 * phase, 8.0),
+                    LABEL_VALUE["colon tumor"],
+                    within=c.label[lb] == LABEL_VALUE["colon"],
+                )
             tumours[host] = 1
     # Drop tumour types whose lesions fell off the grid so the description matches the label map.
     tumours = {h: n for h, n in tumours.items() if (c.label == LABEL_VALUE[f"{h} tumor"]).any()}
@@ -263,17 +319,22 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
     hu = gaussian_filter(c.hu, sigma=sigma_vox)
     hu += rng.normal(0.0, rng.uniform(6.0, 20.0), size=hu.shape).astype(np.float32)
     image = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
-    return PhantomCase(image=image, label=c.label, affine=grid.affine, description=_describe(grid, phase, tumours),
-                       tumours=tumours)
+    return PhantomCase(
+        image=image, label=c.label, affine=grid.affine, description=_describe(grid, phase, tumours), tumours=tumours
+    )
 
 
 def _describe(grid: VoxelGrid, phase: float, tumours: dict[str, int]) -> str:
     timing = "arterial-late" if phase > 1.15 else "portal venous" if phase > 0.85 else "delayed"
-    parts = [f"Synthetic contrast-enhanced abdominal CT ({timing} phase), "
-             f"{grid.spacing[0]:.2f} x {grid.spacing[1]:.2f} x {grid.spacing[2]:.2f} mm."]
+    parts = [
+        f"Synthetic contrast-enhanced abdominal CT ({timing} phase), "
+        f"{grid.spacing[0]:.2f} x {grid.spacing[1]:.2f} x {grid.spacing[2]:.2f} mm."
+    ]
     for host in TUMOUR_HOSTS:
         n = tumours.get(host, 0)
-        parts.append(f"{host.capitalize()}: {n} tumour{'s' if n > 1 else ''}." if n else f"{host.capitalize()}: no tumour.")
+        parts.append(
+            f"{host.capitalize()}: {n} tumour{'s' if n > 1 else ''}." if n else f"{host.capitalize()}: no tumour."
+        )
     return " ".join(parts)
 
 
@@ -304,17 +365,30 @@ def write_dataset(out: str | Path, n: int, seed: int, cfg: PhantomConfig | None 
         nib.save(nib.Nifti1Image(case.label, case.affine), lbl_path)
         _link_or_copy(img_path, out / name)
         _link_or_copy(lbl_path, out / "labels" / "final" / name)
-        training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}", "description": case.description,
-                         "tumours": case.tumours, "shape": list(case.image.shape),
-                         "spacing": [round(float(s), 4) for s in np.abs(np.diag(case.affine)[:3])]})
+        training.append(
+            {
+                "image": f"./imagesTr/{name}",
+                "label": f"./labelsTr/{name}",
+                "description": case.description,
+                "tumours": case.tumours,
+                "shape": list(case.image.shape),
+                "spacing": [round(float(s), 4) for s in np.abs(np.diag(case.affine)[:3])],
+            }
+        )
         stats.extend(case_statistics(case_id(i), case))
     meta = {
         "name": "TextDiffSegPhantom",
         "description": "Synthetic abdominal CT phantoms (textdiffseg.data.phantom)",
-        "reference": "generated", "licence": "CC0", "tensorImageSize": "3D",
+        "reference": "generated",
+        "licence": "CC0",
+        "tensorImageSize": "3D",
         "modality": {"0": "CT"},
         "labels": {"0": "background", **{str(v): k for v, k in PHANTOM_LABEL_NAMES.items()}},
-        "seed": seed, "numTraining": n, "numTest": 0, "training": training, "test": [],
+        "seed": seed,
+        "numTraining": n,
+        "numTest": 0,
+        "training": training,
+        "test": [],
     }
     (out / "dataset.json").write_text(json.dumps(meta, indent=2))
     return stats
@@ -326,8 +400,14 @@ def case_statistics(cid: str, case: PhantomCase) -> list[dict]:
     for value, name in PHANTOM_LABEL_NAMES.items():
         sel = case.label == value
         count = int(sel.sum())
-        rows.append({"case": cid, "label": name, "voxels": count,
-                     "mean_hu": float(case.image[sel].mean()) if count else float("nan")})
+        rows.append(
+            {
+                "case": cid,
+                "label": name,
+                "voxels": count,
+                "mean_hu": float(case.image[sel].mean()) if count else float("nan"),
+            }
+        )
     return rows
 
 
@@ -346,8 +426,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--n", type=int, default=8, help="number of cases (default 8)")
     p.add_argument("--seed", type=int, default=0, help="series seed (default 0)")
-    p.add_argument("--spacing", type=float, nargs=3, metavar=("SX", "SY", "SZ"),
-                   help="fix the voxel size in mm (e.g. 3 3 3 for small training volumes) instead of drawing it")
+    p.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        metavar=("SX", "SY", "SZ"),
+        help="fix the voxel size in mm (e.g. 3 3 3 for small training volumes) instead of drawing it",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print the per-label table")
     args = p.parse_args(argv)
     if args.n < 1:

@@ -76,7 +76,12 @@ class Blob:
 
     @classmethod
     def random(
-        cls, rng: np.random.Generator, center: np.ndarray, radii: np.ndarray, roughness: float = 0.08, angle: float = 0.0
+        cls,
+        rng: np.random.Generator,
+        center: np.ndarray,
+        radii: np.ndarray,
+        roughness: float = 0.08,
+        angle: float = 0.0,
     ) -> Blob:
         """A blob around ``center`` with ``radii`` (mm) and random smooth bumps of relative size ``roughness``."""
         k = 6

@@ -41,7 +41,9 @@ class PromptVocabulary:
         path = Path(path) if path else DEFAULT_VOCABULARY_PATH
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-            entries = [VocabularyEntry(str(e["name"]), tuple(str(p) for p in e.get("prompts", []))) for e in raw["labels"]]
+            entries = [
+                VocabularyEntry(str(e["name"]), tuple(str(p) for p in e.get("prompts", []))) for e in raw["labels"]
+            ]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ValueError(f"cannot read prompt vocabulary {path}: {err}") from err
         return cls(entries)

@@ -1,0 +1,136 @@
+"""Model configuration: every architectural choice in one typed, serialisable place.
+
+The paper (arXiv 2504.11825) fixes the module list and equations 1-3 but not sizes, schedules or loss weights; the
+defaults below are our choices, modelled on LDSeg (the template whose notation TextDiffSeg shares) and scaled for CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and diffusion settings of a TextDiffSeg model.
+
+    Args:
+        spacing: voxel size (mm) the model works at; inputs are resampled to it and back.
+        roi_size: sliding-window patch size at ``spacing`` (each side divisible by ``2 * 2 ** len(image_channels)``).
+        hu_window: HU range mapped to [0, 1] (values outside are clipped).
+        image_channels: channels of the image encoder stages; each stage halves the resolution.
+        latent_channels: channels ``k`` of the label latent (LDSeg uses 1; we use a few for sharper masks).
+        fused_channels: channels ``c`` of the image latent ``z_i`` that text is fused into.
+        text_dim: width text tokens are projected to before cross-attention.
+        attention_heads: heads of the 3D cross-modal attention (eq. 2).
+        denoiser_channels: channels of the MONAI ``DiffusionModelUNet`` levels (self-attention on the last one).
+        num_train_timesteps: diffusion length T.
+        noise_schedule: a MONAI noise schedule name (``linear_beta``, ``scaled_linear_beta``, ``cosine``...).
+        sampling_steps: DDIM steps at inference.
+        prediction_type: what the denoiser predicts; ``sample`` (x0) lets the few-step sampler and the seg loss
+            act on the same quantity (Diff-UNet does the same).
+        denoise_weight: lambda of the joint loss ``seg + lambda * MSE``.
+        use_text_fusion: ablation switch; False replaces token cross-attention with a pooled-text channel bias.
+        use_image_encoder: ablation switch; False replaces the learned encoder by pooled intensities (no skips).
+        use_label_encoder: ablation switch; False denoises the pooled mask itself (1 channel) instead of a learned latent.
+        text_encoder: the text encoder's name as given (recorded; see ``text_fingerprint``).
+        text_hidden_size: the text encoder's hidden size.
+        text_fingerprint: digest of the text encoder's token embeddings; a checkpoint refuses any other encoder.
+    """
+
+    spacing: tuple[float, float, float] = (4.0, 4.0, 4.0)
+    roi_size: tuple[int, int, int] = (96, 96, 80)
+    hu_window: tuple[float, float] = (-200.0, 300.0)
+    image_channels: tuple[int, ...] = (16, 32)
+    latent_channels: int = 4
+    fused_channels: int = 48
+    text_dim: int = 64
+    attention_heads: int = 4
+    denoiser_channels: tuple[int, int] = (48, 64)
+    num_train_timesteps: int = 1000
+    noise_schedule: str = "scaled_linear_beta"
+    sampling_steps: int = 5
+    prediction_type: str = "sample"
+    denoise_weight: float = 1.0
+    use_text_fusion: bool = True
+    use_image_encoder: bool = True
+    use_label_encoder: bool = True
+    text_encoder: str = "default"
+    text_hidden_size: int = 384
+    text_fingerprint: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def downsample(self) -> int:
+        """Total downsampling factor of the image and label encoders."""
+        return 2 ** len(self.image_channels)
+
+    def to_json(self) -> str:
+        """JSON text of the config (how checkpoints store it, so they load with ``weights_only=True``)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        """Inverse of :meth:`to_json`; unknown keys are refused so a newer checkpoint fails loudly."""
+        raw = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"checkpoint config has unknown fields {sorted(unknown)}; upgrade textdiffseg")
+        for key in ("spacing", "roi_size", "hu_window", "image_channels", "denoiser_channels"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
+        return cls(**raw)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first inconsistent setting."""
+        step = self.downsample * 2
+        if any(r % step for r in self.roi_size):
+            raise ValueError(f"roi_size {self.roi_size} must be divisible by {step}")
+        if self.prediction_type not in ("sample", "epsilon", "v_prediction"):
+            raise ValueError(f"prediction_type must be sample, epsilon or v_prediction, not {self.prediction_type!r}")
+        if self.sampling_steps < 1:
+            raise ValueError("sampling_steps must be >= 1")
+        if any(s <= 0 for s in self.spacing):
+            raise ValueError(f"spacing must be positive, got {self.spacing}")
+
+
+PRESETS: dict[str, dict[str, object]] = {
+    # CPU unit tests: seconds per training run on 2 cores.
+    "tiny": dict(
+        spacing=(6.0, 6.0, 6.0),
+        roi_size=(48, 48, 40),
+        image_channels=(12, 24),
+        latent_channels=2,
+        fused_channels=24,
+        text_dim=32,
+        attention_heads=2,
+        denoiser_channels=(24, 32),
+        sampling_steps=3,
+    ),
+    # The demo checkpoint: trains on phantoms in minutes on a laptop CPU, stays well under 30 MB.
+    "small": dict(
+        spacing=(4.0, 4.0, 4.0),
+        roi_size=(96, 96, 64),
+        image_channels=(16, 32),
+        latent_channels=4,
+        fused_channels=32,
+        text_dim=64,
+        attention_heads=4,
+        denoiser_channels=(32, 48),
+        sampling_steps=5,
+    ),
+    "default": {},
+}
+
+
+def preset_config(name: str, **overrides: object) -> ModelConfig:
+    """A named configuration (``tiny``, ``small``, ``default``) with optional field overrides."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose from {sorted(PRESETS)}")
+    return ModelConfig(**{**PRESETS[name], **overrides})  # type: ignore[arg-type]
+
+
+def tiny_config(**overrides: object) -> ModelConfig:
+    """A very small configuration for CPU tests (seconds per training run)."""
+    return preset_config("tiny", **overrides)

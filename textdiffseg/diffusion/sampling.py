@@ -1,0 +1,53 @@
+"""Forward noising (eq. 3) and DDIM sampling of label latents with MONAI's ``DDIMScheduler``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from textdiffseg.diffusion.schedule import make_scheduler
+from textdiffseg.networks.model import Condition, TextDiffSeg
+
+
+@dataclass
+class SampleResult:
+    """Mean foreground probability over the ensemble and two voxelwise uncertainty maps."""
+
+    probability: torch.Tensor  # (P, 1, D, H, W)
+    variance: torch.Tensor  # variance of the members' probabilities
+    entropy: torch.Tensor  # binary entropy (bits) of the mean probability
+
+
+@torch.no_grad()
+def sample_masks(
+    model: TextDiffSeg,
+    condition: Condition,
+    steps: int,
+    ensemble: int = 1,
+    generator: torch.Generator | None = None,
+) -> SampleResult:
+    """DDIM-sample label latents for every prompt (and ensemble member) in one batch, then decode.
+
+    The condition (image features, fused text) is computed once by the caller; each DDIM step is one batched
+    denoiser call over P x ensemble latents.
+    """
+    scheduler = make_scheduler(model.config)
+    scheduler.set_timesteps(steps)
+    fused = condition.fused.repeat_interleave(ensemble, dim=0) if ensemble > 1 else condition.fused
+    shape = (fused.shape[0], model.latent_channels, *fused.shape[2:])
+    latent = torch.randn(shape, generator=generator, device=fused.device, dtype=fused.dtype)
+    x0 = latent
+    for t in scheduler.timesteps:
+        t_batch = torch.full((shape[0],), int(t), device=fused.device, dtype=torch.long)
+        output = model.denoise(latent, t_batch, fused)
+        latent, x0 = scheduler.step(output, int(t), latent)
+    if condition.skips and condition.skips[0].shape[0] > 1 and ensemble > 1:
+        skips = [s.repeat_interleave(ensemble, dim=0) for s in condition.skips]
+        condition = Condition(condition.fused, skips, condition.image_size)
+    probs = torch.sigmoid(model.decode_label(x0.clamp(-1, 1), condition))
+    probs = probs.view(-1, ensemble, *probs.shape[1:])
+    mean = probs.mean(1)
+    p = mean.clamp(1e-6, 1 - 1e-6)
+    entropy = -(p * p.log2() + (1 - p) * (1 - p).log2())
+    return SampleResult(probability=mean, variance=probs.var(1, unbiased=False), entropy=entropy)

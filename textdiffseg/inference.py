@@ -1,0 +1,157 @@
+"""Whole-CT inference: checks, resampling to the model spacing and back, sliding windows, multi-prompt label maps.
+
+``Segmenter.predict`` takes a CT as a MONAI ``MetaTensor`` (channel first, HU, any orientation/spacing) and returns
+per-prompt probabilities, uncertainty and a label map on exactly the input's voxel grid (same affine and shape).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.inferers import sliding_window_inference
+from monai.transforms import Orientation, ResampleToMatch, ScaleIntensityRange, Spacing
+
+from textdiffseg.diffusion.sampling import sample_masks
+from textdiffseg.networks.model import TextDiffSeg
+from textdiffseg.text.encoder import TextEncoder
+
+DEFAULT_MAX_VOXELS = 64_000_000  # of the volume resampled to the model spacing
+
+
+class InvalidInputError(ValueError):
+    """The image cannot be segmented as given; the message names the problem (shown to users as a 4xx)."""
+
+
+class VolumeTooLargeError(InvalidInputError):
+    """The volume resampled to the model spacing exceeds the voxel budget."""
+
+
+@dataclass
+class Prediction:
+    """Per-prompt results on the input's voxel grid."""
+
+    prompts: list[str]
+    probability: np.ndarray  # (P, X, Y, Z) float32
+    uncertainty: np.ndarray  # (P, X, Y, Z) float32, binary entropy (bits) of the ensemble mean
+    label_map: np.ndarray  # (X, Y, Z) uint8, value i+1 for prompts[i]; later prompts win where masks overlap
+    affine: np.ndarray  # 4x4, equal to the input's
+
+
+def check_image(image: MetaTensor, spacing: tuple[float, float, float], max_voxels: int) -> None:
+    """Raise :class:`InvalidInputError` for images that are not a single-channel 3D CT the model can handle."""
+    if image.ndim != 4 or image.shape[0] != 1:
+        dims = image.ndim - 1 if image.ndim == 4 else image.ndim
+        raise InvalidInputError(f"expected a single-channel 3D image, got shape {tuple(image.shape)} ({dims}D)")
+    if min(image.shape[1:]) < 2:
+        raise InvalidInputError(f"expected a 3D volume, got a {tuple(image.shape[1:])} image (a 2D slice?)")
+    if not torch.isfinite(image).all():
+        raise InvalidInputError("image contains NaN or infinite values")
+    zooms = np.sqrt((np.asarray(image.affine, dtype=float)[:3, :3] ** 2).sum(0))
+    if not np.all((zooms >= 0.05) & (zooms <= 50.0)):
+        raise InvalidInputError(f"voxel spacing {tuple(np.round(zooms, 4))} mm is outside 0.05-50 mm")
+    resampled = np.prod(np.asarray(image.shape[1:]) * zooms / np.asarray(spacing))
+    if resampled > max_voxels:
+        raise VolumeTooLargeError(
+            f"volume would have {int(resampled):,} voxels at {spacing} mm, over the budget of {max_voxels:,}"
+        )
+
+
+class Segmenter:
+    """Runs a trained model on whole CTs.
+
+    Args:
+        model: a trained :class:`TextDiffSeg`.
+        text_encoder: the encoder the model was trained with (see ``checkpoint.check_text_encoder``).
+        steps: DDIM steps (default: the model's ``sampling_steps``).
+        ensemble: diffusion samples per prompt; >1 gives a meaningful variance.
+        overlap: sliding-window overlap.
+        device: torch device.
+        seed: seed of the sampling noise (results are reproducible per seed).
+        max_voxels: refuse volumes larger than this at the model spacing.
+    """
+
+    def __init__(
+        self,
+        model: TextDiffSeg,
+        text_encoder: TextEncoder,
+        steps: int | None = None,
+        ensemble: int = 1,
+        overlap: float = 0.25,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        max_voxels: int = DEFAULT_MAX_VOXELS,
+    ) -> None:
+        self.model = model.eval().to(device)
+        self.text_encoder = text_encoder
+        self.config = model.config
+        self.steps = steps or self.config.sampling_steps
+        self.ensemble = max(1, ensemble)
+        self.overlap = overlap
+        self.device = torch.device(device)
+        self.seed = seed
+        self.max_voxels = max_voxels
+        lo, hi = self.config.hu_window
+        self._scale = ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)
+
+    def predict_normalized(self, volume: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        """Sliding-window sampling on a normalised volume at the model spacing.
+
+        Args:
+            volume: (1, D, H, W) intensities already scaled to [0, 1].
+            prompts: P prompts; text is encoded once and image features once per window.
+
+        Returns:
+            (3, P, D, H, W): mean probability, ensemble variance, entropy.
+        """
+        tokens, mask = self.text_encoder.encode(prompts)
+        tokens, mask = tokens.to(self.device), mask.to(self.device)
+        generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        p = len(prompts)
+
+        def predictor(window: torch.Tensor) -> torch.Tensor:
+            outs = []
+            for one in window.split(1):  # image features once per window, shared by all prompts
+                condition = self.model.condition(one, tokens, mask)
+                result = sample_masks(self.model, condition, self.steps, self.ensemble, generator)
+                outs.append(
+                    torch.cat([result.probability, result.variance, result.entropy], dim=1).view(
+                        1, 3 * p, *one.shape[2:]
+                    )
+                )
+            return torch.cat(outs)
+
+        with torch.inference_mode():
+            out = sliding_window_inference(
+                volume[None].to(self.device),
+                self.config.roi_size,
+                sw_batch_size=1,
+                predictor=predictor,
+                overlap=self.overlap,
+                mode="gaussian",
+                padding_mode="constant",
+                cval=0.0,
+            )
+        return out.view(p, 3, *volume.shape[1:]).transpose(0, 1).cpu()
+
+    def predict(self, image: MetaTensor, prompts: list[str]) -> Prediction:
+        """Segment ``prompts`` in a CT (``MetaTensor`` (1, X, Y, Z) in HU with its affine)."""
+        if not prompts:
+            raise InvalidInputError("no prompt given")
+        image = image if isinstance(image, MetaTensor) else MetaTensor(image)
+        check_image(image, self.config.spacing, self.max_voxels)
+        original = image.float()
+        resampled = Spacing(pixdim=self.config.spacing, mode="bilinear")(Orientation(axcodes="RAS")(original))
+        volume = self._scale(resampled.as_tensor())
+        out = self.predict_normalized(volume, prompts)  # (3, P, D, H, W)
+        p = len(prompts)
+        model_grid = MetaTensor(out.reshape(3 * p, *out.shape[2:]), affine=resampled.affine)
+        back = ResampleToMatch(mode="bilinear", padding_mode="zeros")(model_grid, img_dst=original)
+        back = back.as_tensor().reshape(3, p, *original.shape[1:]).numpy()
+        probability, uncertainty = back[0].astype(np.float32), back[2].astype(np.float32)
+        label_map = np.zeros(original.shape[1:], np.uint8)
+        for i in range(p):
+            label_map[probability[i] > 0.5] = i + 1
+        return Prediction(list(prompts), probability, uncertainty, label_map, np.asarray(original.affine))

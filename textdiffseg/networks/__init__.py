@@ -1,0 +1,1 @@
+"""Network modules of TextDiffSeg, one per file; ``textdiffseg.networks.model`` assembles them."""

@@ -1,0 +1,133 @@
+"""TextDiffSeg: the modules wired together. Diffusion sampling lives in ``textdiffseg.diffusion``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from monai.networks.schedulers import Scheduler
+from torch import nn
+
+from textdiffseg.config import ModelConfig
+from textdiffseg.diffusion.schedule import x0_from_output
+from textdiffseg.networks.cross_attention import CrossModalAttention3D, PooledTextBias
+from textdiffseg.networks.denoiser import ConditionalDenoiser
+from textdiffseg.networks.image_encoder import ImageEncoder, PooledImageEncoder
+from textdiffseg.networks.label_autoencoder import LabelDecoder, LabelEncoder, PooledLabelEncoder
+
+
+@dataclass
+class TrainingOutputs:
+    """Everything the joint loss needs from one training pass."""
+
+    denoiser_output: torch.Tensor  # what the denoiser predicted (x0, noise or v)
+    latent: torch.Tensor  # z_l(0), the clean label latent
+    logits: torch.Tensor  # mask logits decoded from the denoiser's x0 estimate
+    recon_logits: torch.Tensor  # mask logits decoded from z_l(0) itself
+
+
+@dataclass
+class Condition:
+    """What sampling needs per prompt, computed once per volume/window: fused features and image skips."""
+
+    fused: torch.Tensor  # (P, c, d, h, w)
+    skips: list[torch.Tensor]  # image skips, batch 1 (shared by all prompts) or P
+    image_size: tuple[int, ...]  # (D, H, W) the masks are decoded to
+
+
+class TextDiffSeg(nn.Module):
+    """Image encoder + text projection + cross-modal attention + label autoencoder + conditional denoiser.
+
+    Args:
+        config: architecture; the three ``use_*`` switches select the paper's ablations.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        f = config.downsample
+        if config.use_image_encoder:
+            self.image_encoder: nn.Module = ImageEncoder(config.image_channels, config.fused_channels)
+            skip_channels = tuple(config.image_channels[:-1])  # finest first
+        else:
+            self.image_encoder = PooledImageEncoder(f, config.fused_channels)
+            skip_channels = ()
+        self.text_projection = nn.Sequential(
+            nn.Linear(config.text_hidden_size, config.text_dim), nn.LayerNorm(config.text_dim)
+        )
+        if config.use_text_fusion:
+            self.fusion: nn.Module = CrossModalAttention3D(
+                config.fused_channels, config.text_dim, config.attention_heads
+            )
+        else:
+            self.fusion = PooledTextBias(config.fused_channels, config.text_dim)
+        if config.use_label_encoder:
+            self.label_encoder: nn.Module = LabelEncoder(config.image_channels, config.latent_channels)
+            latent_channels = config.latent_channels
+        else:
+            self.label_encoder = PooledLabelEncoder(f)
+            latent_channels = 1
+        self.latent_channels = latent_channels
+        self.label_decoder = LabelDecoder(latent_channels, skip_channels, f)
+        self.denoiser = ConditionalDenoiser(latent_channels, config.fused_channels, config.denoiser_channels)
+
+    def condition(self, image: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor) -> Condition:
+        """Encode the image once and fuse every prompt into it.
+
+        Args:
+            image: (1, 1, D, H, W) one window shared by all prompts, or (P, 1, D, H, W) one per prompt.
+            tokens: (P, L, hidden) text-encoder token embeddings.
+            token_mask: (P, L) True for real tokens.
+        """
+        z_image, skips = self.image_encoder(image)
+        fused = self.fusion(z_image, self.text_projection(tokens), token_mask)
+        return Condition(fused=fused, skips=skips, image_size=tuple(image.shape[2:]))
+
+    def encode_label(self, mask: torch.Tensor) -> torch.Tensor:
+        """Binary mask (B, 1, D, H, W) -> label latent z_l(0)."""
+        return self.label_encoder(mask)
+
+    def decode_label(self, latent: torch.Tensor, condition: Condition) -> torch.Tensor:
+        """Label latent -> mask logits at the image resolution."""
+        return self.label_decoder(latent, condition.skips, condition.image_size)
+
+    def denoise(self, noisy_latent: torch.Tensor, timesteps: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+        """One denoiser evaluation (prediction type per ``config.prediction_type``)."""
+        return self.denoiser(noisy_latent, timesteps, fused)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        tokens: torch.Tensor,
+        token_mask: torch.Tensor,
+        targets: torch.Tensor,
+        noise: torch.Tensor,
+        timesteps: torch.Tensor,
+        scheduler: Scheduler,
+    ) -> TrainingOutputs:
+        """One end-to-end training pass (what DDP wraps): encode, noise (eq. 3), denoise, decode.
+
+        Args:
+            image: (1 or P, 1, D, H, W) normalised patch(es).
+            tokens, token_mask: text-encoder output for the P prompts.
+            targets: (P, 1, D, H, W) binary masks of the prompted structures.
+            noise: Gaussian noise shaped like the label latent.
+            timesteps: (P,) diffusion steps.
+            scheduler: MONAI scheduler that defines q(z_t | z_0).
+        """
+        condition = self.condition(image, tokens, token_mask)
+        z0 = self.encode_label(targets)
+        noisy = scheduler.add_noise(z0, noise, timesteps)
+        output = self.denoise(noisy, timesteps, condition.fused)
+        x0_hat = x0_from_output(scheduler, output, noisy, timesteps).clamp(-1, 1)
+        return TrainingOutputs(
+            denoiser_output=output,
+            latent=z0,
+            logits=self.decode_label(x0_hat, condition),
+            recon_logits=self.decode_label(z0, condition),
+        )
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters per module (for reports)."""
+        return {name: sum(p.numel() for p in module.parameters()) for name, module in self.named_children()}

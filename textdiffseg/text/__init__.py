@@ -1,0 +1,1 @@
+"""Text encoders: any BERT-family model via transformers, loaded offline."""
