@@ -72,7 +72,8 @@ def check_text_encoder(config: ModelConfig, encoder: TextEncoder, source: str = 
     ):
         raise CheckpointError(
             f"{source} was trained with text encoder {config.text_encoder!r} (hidden size {config.text_hidden_size}, "
-            f"fingerprint {config.text_fingerprint or 'n/a'}), but {encoder.name!r} (hidden size {encoder.hidden_size}, "
+            f"fingerprint {config.text_fingerprint or 'n/a'}), but {encoder.name!r} "
+            f"(hidden size {encoder.hidden_size}, "
             f"fingerprint {encoder.fingerprint}) was given; load it with text_encoder={config.text_encoder!r} "
             "or retrain with the new encoder"
         )

@@ -32,7 +32,8 @@ class ModelConfig:
         denoise_weight: lambda of the joint loss ``seg + lambda * MSE``.
         use_text_fusion: ablation switch; False replaces token cross-attention with a pooled-text channel bias.
         use_image_encoder: ablation switch; False replaces the learned encoder by pooled intensities (no skips).
-        use_label_encoder: ablation switch; False denoises the pooled mask itself (1 channel) instead of a learned latent.
+        use_label_encoder: ablation switch; False denoises the pooled mask itself (1 channel) instead of a
+            learned latent.
         text_encoder: the text encoder's name as given (recorded; see ``text_fingerprint``).
         text_hidden_size: the text encoder's hidden size.
         text_fingerprint: digest of the text encoder's token embeddings; a checkpoint refuses any other encoder.

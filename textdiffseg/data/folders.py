@@ -35,7 +35,10 @@ class DatasetFolderError(ValueError):
 
 
 def _targets_from_msd_labels(labels: Mapping[str, str]) -> dict[str, tuple[int, ...]]:
-    """Derive targets from an unknown MSD task's ``labels``: organ names map to themselves, 'tumour' to '<organ> tumor'."""
+    """Derive targets from an unknown MSD task's ``labels``.
+
+    Organ names map to themselves, 'tumour' to '<organ> tumor'.
+    """
     names = {int(k): str(v).strip().lower() for k, v in labels.items() if int(k) != 0}
     organ = next((MSD_NAME_ALIASES[n] for n in names.values() if MSD_NAME_ALIASES.get(n) not in (None, "tumor")), None)
     targets: dict[str, tuple[int, ...]] = {}

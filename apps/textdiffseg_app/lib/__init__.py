@@ -1,0 +1,1 @@
+"""TextDiffSeg MONAI Label app package (MONAI Label requires it to be named ``lib``)."""

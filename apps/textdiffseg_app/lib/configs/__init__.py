@@ -1,0 +1,1 @@
+"""App settings parsed from ``--conf``."""

@@ -1,0 +1,1 @@
+"""The text-prompted infer task and its request/response helpers."""

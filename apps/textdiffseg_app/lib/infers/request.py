@@ -1,0 +1,71 @@
+"""Read the per-request infer parameters that clients send (prompts, ensemble size, steps, uncertainty output).
+
+Prompt rule: clients send the model's config defaults back, so ``text_prompt: ""`` (the default) or a missing
+``text_prompt`` means "no text prompt". With no ``label_prompt`` either (missing or ``[]``), every vocabulary label is
+segmented. A text prompt that is present but blank (``"   "``, ``" ; "``, ``[]``) is refused with HTTP 400: the user
+typed something and would not expect all labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from lib.configs.textdiffseg import MAX_ENSEMBLE, MAX_SAMPLING_STEPS
+from textdiffseg.data.vocabulary import PromptVocabulary
+from textdiffseg.prompts import PromptError, ResolvedPrompt, resolve_prompts
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class InferParams:
+    """What one ``/infer/textdiffseg`` request asks for."""
+
+    prompts: list[ResolvedPrompt]
+    ensemble: int
+    steps: int | None
+    uncertainty: bool
+
+
+def _int(data: Mapping[str, object], key: str, default: int, lo: int, hi: int) -> int:
+    value = data.get(key)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise PromptError(f"{key} must be an integer from {lo} to {hi}")
+    try:
+        number = int(value)
+    except ValueError as err:
+        raise PromptError(f"{key} must be an integer from {lo} to {hi}, got {value!r}") from err
+    if not lo <= number <= hi:
+        raise PromptError(f"{key} must be an integer from {lo} to {hi}, got {number}")
+    return number
+
+
+def _bool(data: Mapping[str, object], key: str) -> bool:
+    value = data.get(key, False)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise PromptError(f"{key} must be true or false, got {value!r}")
+
+
+def parse_infer_params(
+    data: Mapping[str, object], vocabulary: PromptVocabulary, default_ensemble: int, default_steps: int | None
+) -> InferParams:
+    """Validate a request (the dict MONAI Label passes to the infer task); raises ``PromptError`` (HTTP 400)."""
+    text_prompt = data.get("text_prompt")
+    if text_prompt == "":
+        text_prompt = None
+    label_prompt = data.get("label_prompt")
+    prompts = resolve_prompts(text_prompt, None if label_prompt in (None, []) else label_prompt, vocabulary)
+    steps = _int(data, "sampling_steps", default_steps or 0, 0, MAX_SAMPLING_STEPS)
+    return InferParams(
+        prompts=prompts,
+        ensemble=_int(data, "ensemble", default_ensemble, 1, MAX_ENSEMBLE),
+        steps=steps or None,
+        uncertainty=_bool(data, "uncertainty"),
+    )

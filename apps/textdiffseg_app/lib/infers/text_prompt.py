@@ -1,0 +1,107 @@
+"""``/infer/textdiffseg``: segment what the user typed (or ticked) in a CT, on the CT's own voxel grid.
+
+Request parameters (multipart ``params`` JSON; the clients show the ``config`` below as editable options):
+
+* ``text_prompt``: free text; several prompts separated by ``;`` or given as a JSON list. ``""`` or missing = none.
+* ``label_prompt``: list of vocabulary indices (OHIF's class prompts). Neither prompt = every vocabulary label.
+* ``ensemble`` (1-32), ``sampling_steps`` (0 = checkpoint default), ``uncertainty`` (true: per-prompt mean entropy
+  in the result JSON and a voxelwise map saved as datastore label tag ``uncertainty``, see ``uncertainty_label``).
+* MONAI Label's writer keys are honoured as usual: ``result_extension`` (``.nii.gz``, ``.nrrd``...),
+  ``result_dtype``, ``result_compress``. ``device``, ``roi_size``, ``sw_*`` are ignored: the model runs where
+  ``--conf device`` says, with the checkpoint's own sliding-window patch.
+
+Response: one label map (uint8 by default) with each prompt's ``ResolvedPrompt.value`` (the vocabulary index, or
+``len(vocabulary) + 1, ...`` for free text); ``label_names`` = ``{name: value}`` of the prompts segmented;
+``prompts`` = ``[{"name", "value", "text"}]``. Errors: 400 bad prompt/parameter/image, 413 volume too large,
+503 no usable checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from monai.data import MetaTensor
+from monai.transforms import EnsureChannelFirstd, LoadImaged
+from monailabel.interfaces.tasks.infer_v2 import InferType
+from monailabel.tasks.infer.basic_infer import BasicInferTask
+
+from lib.configs.textdiffseg import AppSettings
+from lib.infers.http_errors import as_http_errors
+from lib.infers.request import parse_infer_params
+from lib.infers.uncertainty_label import UNCERTAINTY_FILE_KEY, write_uncertainty_map
+from lib.model_service import ModelService
+from textdiffseg.serving_utils import label_map_from_probabilities, prompt_uncertainty, voxel_uncertainty
+
+logger = logging.getLogger(__name__)
+
+
+class TextPromptInfer(BasicInferTask):
+    """Text-prompted 3D segmentation served through :class:`ModelService` (no MONAI network or inferer)."""
+
+    def __init__(self, settings: AppSettings, service: ModelService) -> None:
+        super().__init__(
+            path=[str(p) for p in settings.model_candidates()],
+            network=None,
+            type=InferType.SEGMENTATION,
+            labels=settings.vocabulary.index_map(),
+            dimension=3,
+            description="Text-prompted CT segmentation (TextDiffSeg): type structures in text_prompt, ';'-separated",
+            config={
+                "text_prompt": "",
+                "ensemble": settings.ensemble,
+                "sampling_steps": settings.sampling_steps or 0,
+                "uncertainty": False,
+            },
+        )
+        self.settings = settings
+        self.service = service
+
+    def pre_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
+        """Load only: the library resamples to the model spacing and returns on the input grid."""
+        return [LoadImaged(keys="image", image_only=True), EnsureChannelFirstd(keys="image")]
+
+    def inverse_transforms(self, data: dict[str, Any] | None = None) -> None:
+        """Nothing to invert: the prediction is already on the input grid."""
+        return None
+
+    def post_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
+        """None needed: ``run_inferer`` builds the final label map."""
+        return []
+
+    def run_inferer(self, data: dict[str, Any], convert_to_batch: bool = True, device: str = "cuda") -> dict[str, Any]:
+        """Resolve the prompts, segment with the service, and store the label map and result JSON in ``data``."""
+        with as_http_errors():
+            params = parse_infer_params(
+                data, self.settings.vocabulary, self.settings.ensemble, self.settings.sampling_steps
+            )
+            logger.info("segmenting %d prompt(s): %s", len(params.prompts), [p.name for p in params.prompts])
+            prediction = self.service.service().segment(
+                data[self.input_key], [p.text for p in params.prompts], ensemble=params.ensemble, steps=params.steps
+            )
+        values = [p.value for p in params.prompts]
+        label_map = label_map_from_probabilities(prediction.probability, values)
+        data[self.output_label_key] = MetaTensor(torch.from_numpy(label_map), affine=prediction.affine)
+        result: dict[str, Any] = {
+            "prompts": [{"name": p.name, "value": p.value, "text": p.text} for p in params.prompts]
+        }
+        if params.uncertainty:
+            means = prompt_uncertainty(prediction.probability, prediction.uncertainty)
+            result["uncertainty"] = {p.name: round(u, 6) for p, u in zip(params.prompts, means)}
+            result[UNCERTAINTY_FILE_KEY] = write_uncertainty_map(
+                voxel_uncertainty(prediction.uncertainty), prediction.affine
+            )
+        data[self.output_json_key] = result
+        return data
+
+    def __call__(self, request: dict[str, Any], callbacks: dict | None = None) -> tuple[Any, dict[str, Any]]:
+        """Run the MONAI Label pipeline, then name the output values after the prompts actually segmented."""
+        label, result = super().__call__(request, callbacks)
+        segmented = result.get("prompts")
+        if segmented is None and isinstance(result.get(self.output_json_key), dict):  # skip_writer returns data
+            segmented = result[self.output_json_key].get("prompts")
+        if segmented is not None:
+            result["label_names"] = {p["name"]: p["value"] for p in segmented}
+        return label, result

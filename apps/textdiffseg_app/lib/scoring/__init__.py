@@ -1,0 +1,1 @@
+"""Scoring methods (diffusion uncertainty)."""

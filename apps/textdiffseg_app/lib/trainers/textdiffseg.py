@@ -1,0 +1,150 @@
+"""``/train/textdiffseg``: fine-tune the served model on the datastore's submitted labels and publish it.
+
+Request (the ``config`` below is what clients show and send back):
+
+* ``name`` (``train_01``): run folder ``model/textdiffseg/<name>/`` (``model.pt``, ``last.pt``, ``history.jsonl``,
+  ``stats_<run>.json``).
+* ``pretrained`` (true): start from the checkpoint being served (``model/textdiffseg.pt``, else the shipped
+  ``pretrained_textdiffseg.pt``); false, or no checkpoint at all, trains a new ``--conf train_preset`` model.
+* ``max_epochs`` (2) x ``train_steps_per_epoch`` (``--conf train_steps_per_epoch``, 25) optimisation steps.
+* ``learning_rate`` (1e-4), ``device`` (cpu/cuda; cuda falls back to cpu without a GPU).
+* ``multi_gpu``: accepted; the app trains in one process (log line says so). Use ``torchrun -m textdiffseg.train``
+  for multi-GPU runs until the app spawns DDP workers.
+* ``tracking``/``tracking_uri``: accepted and ignored (no MLflow); the loss history is in ``history.jsonl``.
+
+When the run finishes, ``model.pt`` is published atomically to ``model/textdiffseg.pt`` (the next ``/infer`` serves
+it) and the stats are written to ``model/textdiffseg/train_stats.json`` (served as ``train_stats`` by ``/info``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from monailabel.interfaces.datastore import Datastore
+from monailabel.tasks.train.basic_train import BasicTrainTask, Context
+from monailabel.utils.others.generic import device_list
+
+from lib.configs.textdiffseg import AppSettings
+from lib.trainers.cases import cases_from_datastore
+from lib.trainers.files import publish_file, write_json_atomic
+from lib.trainers.request import TrainParams, parse_train_params
+from textdiffseg.checkpoint import read_checkpoint
+from textdiffseg.config import ModelConfig
+from textdiffseg.train import TrainOptions, run_training
+
+logger = logging.getLogger(__name__)
+
+
+class TextDiffSegTrainer(BasicTrainTask):
+    """Runs ``textdiffseg.train.run_training`` instead of MONAI Label's ignite engine."""
+
+    def __init__(self, settings: AppSettings) -> None:
+        super().__init__(
+            model_dir=str(settings.model_dir / "textdiffseg"),
+            description="Fine-tune TextDiffSeg on the submitted (final) labels",
+            tracking=None,
+        )
+        self.settings = settings
+        self._config = {
+            "name": "train_01",
+            "pretrained": True,
+            "device": device_list(),
+            "max_epochs": 2,
+            "train_steps_per_epoch": settings.train_steps_per_epoch,
+            "learning_rate": 1e-4,
+            "multi_gpu": False,
+            "gpus": "all",
+            "tracking": ["None"],
+        }
+
+    def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
+        """Train, publish ``model/textdiffseg.pt`` atomically and return the stats (also saved for ``/info``)."""
+        req = copy.deepcopy(self._config)
+        req.update(copy.deepcopy(request))
+        params = parse_train_params(req, self.settings.train_steps_per_epoch, self.settings.device)
+        if params.multi_gpu:
+            logger.info("multi_gpu requested: this app trains in one process (no DDP workers yet)")
+        if params.tracking.lower() != "none" or req.get("tracking_uri"):
+            logger.info("experiment tracking is not used by this trainer; see history.jsonl in the run folder")
+        cases = cases_from_datastore(datastore, self.settings.vocabulary)
+        if not cases:
+            raise ValueError("no image has a final label yet: submit labels (PUT /datastore/label) before training")
+        out = Path(self._model_dir) / params.name
+        start = time.time()
+        run_id = datetime.now().strftime("%Y%m%d_%H%M%S")
+        stats: dict[str, Any] = {"name": params.name, "run_id": run_id, "start_ts": int(start), "epoch": 0}
+        stats.update(total_epochs=params.max_epochs, steps=params.steps, cases=len(cases), status="RUNNING")
+        write_json_atomic(stats, Path(self._stats_path))
+        try:
+            summary = run_training(self._options(params, out, cases[0].image.parent, run_id), cases=cases)
+        except Exception as err:  # record the failure for /info, then let MONAI Label report the task as ERROR
+            stats.update(status="ERROR", error=f"{type(err).__name__}: {err}")
+            write_json_atomic(stats, Path(self._stats_path))
+            raise
+        published = publish_file(Path(summary["model"]), self.settings.published_model)
+        logger.info("published %s -> %s", summary["model"], published)
+        stats.update(
+            status="DONE",
+            epoch=params.max_epochs,
+            total_time=str(timedelta(seconds=int(time.time() - start))),
+            final_loss=summary["final"],
+            structures=sorted({name for case in cases for name in case.targets}),
+            published=str(published),
+        )
+        write_json_atomic(stats, out / f"stats_{run_id}.json")
+        write_json_atomic(stats, Path(self._stats_path))
+        return stats
+
+    def _options(self, params: TrainParams, out: Path, data: Path, run_id: str) -> TrainOptions:
+        init_from = self.settings.current_model() if params.pretrained else None
+        if init_from is not None:
+            encoder = (
+                self.settings.text_encoder or ModelConfig.from_json(read_checkpoint(init_from)["config"]).text_encoder
+            )
+            logger.info("fine-tuning %s for %d steps", init_from, params.steps)
+        else:
+            encoder = self.settings.text_encoder or "default"
+            logger.info("training a new %r model for %d steps", self.settings.train_preset, params.steps)
+        return TrainOptions(
+            data=data,
+            out=out,
+            steps=params.steps,
+            preset=self.settings.train_preset,
+            lr=params.learning_rate,
+            text_encoder=encoder,
+            vocabulary=str(self.settings.labels) if self.settings.labels else None,
+            init_from=init_from,
+            seed=int(run_id.replace("_", "")) % 100_000,
+            device=params.device,
+            progress=False,
+        )
+
+    # MONAI Label's ignite pipeline is not used: __call__ runs textdiffseg's own training loop.
+    def network(self, context: Context) -> None:
+        """Not used (see ``__call__``)."""
+        raise NotImplementedError("TextDiffSegTrainer runs textdiffseg.train, not MONAI Label's engine")
+
+    def optimizer(self, context: Context) -> None:
+        """Not used (see ``__call__``)."""
+        raise NotImplementedError("TextDiffSegTrainer runs textdiffseg.train, not MONAI Label's engine")
+
+    def loss_function(self, context: Context) -> None:
+        """Not used (see ``__call__``)."""
+        raise NotImplementedError("TextDiffSegTrainer runs textdiffseg.train, not MONAI Label's engine")
+
+    def train_pre_transforms(self, context: Context) -> None:
+        """Not used (see ``__call__``)."""
+        raise NotImplementedError("TextDiffSegTrainer runs textdiffseg.train, not MONAI Label's engine")
+
+    def train_post_transforms(self, context: Context) -> None:
+        """Not used (see ``__call__``)."""
+        raise NotImplementedError("TextDiffSegTrainer runs textdiffseg.train, not MONAI Label's engine")
+
+    def val_inferer(self, context: Context) -> None:
+        """Not used (see ``__call__``)."""
+        raise NotImplementedError("TextDiffSegTrainer runs textdiffseg.train, not MONAI Label's engine")

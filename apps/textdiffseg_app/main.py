@@ -1,0 +1,80 @@
+"""MONAI Label app serving TextDiffSeg: type what to segment in a CT, correct it, retrain on the corrections.
+
+Start it with ``python -m monailabel.main start_server --app apps/textdiffseg_app --studies DIR [--conf k v ...]``;
+the ``--conf`` knobs are documented in ``lib/configs/textdiffseg.py``.
+
+Tasks: infer ``textdiffseg`` (``lib/infers/text_prompt.py``), trainer ``textdiffseg`` (``lib/trainers/``),
+strategies ``random`` (guarded), ``first``, ``diffusion_uncertainty``, scoring ``dice`` and ``diffusion_uncertainty``.
+
+MONAI Label drops every ``lib`` module and re-executes this file when it (re)loads the app, then removes the app
+folder from ``sys.path``: every ``lib`` module is therefore imported here, at import time (directly or through the
+modules below), never lazily inside a function.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.scoring import ScoringMethod
+from monailabel.interfaces.tasks.strategy import Strategy
+from monailabel.interfaces.tasks.train import TrainTask
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.scoring.dice import Dice
+
+import textdiffseg
+from lib.activelearning.diffusion_uncertainty import DiffusionUncertainty
+from lib.activelearning.random_guarded import GuardedRandom
+from lib.configs.textdiffseg import MODEL_NAME, parse_conf
+from lib.infers.text_prompt import TextPromptInfer
+from lib.infers.uncertainty_label import store_uncertainty_label
+from lib.model_service import ModelService
+from lib.scoring.diffusion_uncertainty import DiffusionUncertaintyScoring
+from lib.trainers.textdiffseg import TextDiffSegTrainer
+
+logger = logging.getLogger(__name__)
+
+
+class TextDiffSegApp(MONAILabelApp):
+    """The app: settings and the shared segmentation service are built before MONAI Label calls ``init_*``."""
+
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        self.settings = parse_conf(conf, app_dir)
+        self.service = ModelService(self.settings)
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="TextDiffSeg",
+            description="Text-prompted 3D CT segmentation with a latent diffusion model",
+            version=textdiffseg.__version__,
+            labels=self.settings.vocabulary.index_map(),
+        )
+        self._auto_update_scoring = self._auto_update_scoring and self.settings.auto_update_scoring
+        served = self.settings.current_model()
+        logger.info("TextDiffSeg app ready; serving %s", served if served else "nothing yet (no checkpoint)")
+
+    def init_infers(self) -> dict[str, InferTask]:
+        """One text-prompted segmentation model."""
+        return {MODEL_NAME: TextPromptInfer(self.settings, self.service)}
+
+    def init_trainers(self) -> dict[str, TrainTask]:
+        """Fine-tuning on the submitted labels."""
+        return {MODEL_NAME: TextDiffSegTrainer(self.settings)}
+
+    def init_strategies(self) -> dict[str, Strategy]:
+        """Guarded random, first unlabeled, and most uncertain unlabeled image."""
+        return {"random": GuardedRandom(), "first": First(), "diffusion_uncertainty": DiffusionUncertainty()}
+
+    def init_scoring_methods(self) -> dict[str, ScoringMethod]:
+        """MONAI Label's Dice (final vs original labels) and the diffusion uncertainty of unlabeled images."""
+        return {"dice": Dice(), "diffusion_uncertainty": DiffusionUncertaintyScoring(self.settings, self.service)}
+
+    def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
+        """MONAI Label's infer, then file the optional uncertainty map as datastore label tag ``uncertainty``."""
+        result = super().infer(request, datastore)
+        store_uncertainty_label(result, request.get("image"), datastore or self.datastore())
+        return result
