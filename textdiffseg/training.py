@@ -186,6 +186,8 @@ class Trainer:
         noise = torch.randn(shape, generator=self.generator).to(self.device)
         t = torch.randint(0, self.scheduler.num_train_timesteps, (shape[0],), generator=self.generator).to(self.device)
         out = self.network(image, tokens.to(self.device), mask.to(self.device), targets, noise, t, self.scheduler)
+        # The denoising target is detached: the label encoder is shaped by the segmentation terms, not pulled
+        # towards latents that are merely easy to denoise (a constant latent would be).
         target = training_target(self.scheduler, out.latent.detach(), noise, t)
         terms = self.loss(out.logits, out.recon_logits, targets, out.denoiser_output, target)
         self.optimizer.zero_grad(set_to_none=True)

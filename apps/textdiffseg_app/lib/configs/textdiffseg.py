@@ -125,8 +125,8 @@ class _Conf:
             return default
         try:
             return parse(text)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"conf '{key}': expected {expected}, got {text!r}") from err
+        except (ValueError, TypeError):
+            raise ValueError(f"conf '{key}': expected {expected}, got {text!r}") from None
 
 
 def _int_in(lo: int, hi: int) -> Callable[[str], int]:

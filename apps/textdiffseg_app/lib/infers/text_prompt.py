@@ -4,16 +4,19 @@ Request parameters (multipart ``params`` JSON; the clients show the ``config`` b
 
 * ``text_prompt``: free text; several prompts separated by ``;`` or given as a JSON list. ``""`` or missing = none.
 * ``label_prompt``: list of vocabulary indices (OHIF's class prompts). Neither prompt = every vocabulary label.
-* ``ensemble`` (1-32), ``sampling_steps`` (0 = checkpoint default), ``uncertainty`` (true: per-prompt mean entropy
-  in the result JSON and a voxelwise map saved as datastore label tag ``uncertainty``, see ``uncertainty_label``).
+* ``ensemble`` (1-32); ``sampling_steps`` (0 = ``--conf sampling_steps``, else the checkpoint's value);
+  ``uncertainty`` (true: per-prompt mean entropy in the result JSON and a voxelwise map saved as datastore label tag
+  ``uncertainty``, see ``uncertainty_label``).
+* ``save_label``/``label_tag`` (MONAI Label): store the result in the datastore (tag ``original`` by default).
 * MONAI Label's writer keys are honoured as usual: ``result_extension`` (``.nii.gz``, ``.nrrd``...),
   ``result_dtype``, ``result_compress``. ``device``, ``roi_size``, ``sw_*`` are ignored: the model runs where
   ``--conf device`` says, with the checkpoint's own sliding-window patch.
 
 Response: one label map (uint8 by default) with each prompt's ``ResolvedPrompt.value`` (the vocabulary index, or
 ``len(vocabulary) + 1, ...`` for free text); ``label_names`` = ``{name: value}`` of the prompts segmented;
-``prompts`` = ``[{"name", "value", "text"}]``. Errors: 400 bad prompt/parameter/image, 413 volume too large,
-503 no usable checkpoint.
+``prompts`` = ``[{"name", "value", "text"}]``. 3D Slicer names segments from ``label_names``; OHIF maps values
+through the vocabulary in ``/info`` and drops free-text values. Errors: 400 bad prompt/parameter/image, 413 volume
+too large, 503 no usable checkpoint (the model is also hidden from ``/info`` until a checkpoint exists).
 """
 
 from __future__ import annotations

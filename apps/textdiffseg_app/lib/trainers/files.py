@@ -18,6 +18,7 @@ def _replace_from_temp(dst: Path, write: Any) -> Path:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the server may run as another user than training
         os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

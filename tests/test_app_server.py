@@ -1,0 +1,316 @@
+"""End to end: the TextDiffSeg MONAI Label app in a real ``monailabel start_server`` subprocess.
+
+Driven with ``monailabel.client.MONAILabelClient`` (the code path of the 3D Slicer plugin) plus plain HTTP for the
+endpoints the client lacks. The module-scoped fixture writes three 6-mm phantom cases (only ``phantom_000`` keeps its
+``labels/final`` file, so two images are unlabeled), copies the app without ``model/``, and provides
+``model/pretrained_textdiffseg.pt``:
+
+* the shipped demo checkpoint (``apps/textdiffseg_app/model/pretrained_textdiffseg.pt``) when it exists, or the file
+  named by ``TEXTDIFFSEG_APP_TEST_CHECKPOINT``; then the liver Dice quality gate (>= 0.8) is enforced;
+* otherwise a tiny model trained here for 30 steps (``TEXTDIFFSEG_APP_TEST_CHECKPOINT=tiny`` forces this); then only
+  geometry, label values and names are checked.
+
+The tests run in file order and share the server: scoring runs before a label is saved, training runs last.
+The server runs with ``OMP_NUM_THREADS=1``: on a shared 2-core machine, two processes each using two OpenMP threads
+made one inference 25x slower (30 s instead of 1.2 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import requests
+import torch
+from monai.transforms import LoadImage
+from monailabel.client import MONAILabelClient
+from monailabel.client.client import MONAILabelClientException
+
+from textdiffseg.data.label_maps import PHANTOM_TARGETS
+from textdiffseg.data.phantom import PhantomConfig, write_dataset
+from textdiffseg.data.vocabulary import PromptVocabulary
+from textdiffseg.train import TrainOptions, run_training
+
+pytestmark = pytest.mark.slow
+
+APP_SRC = Path(__file__).resolve().parents[1] / "apps" / "textdiffseg_app"
+DEMO_CHECKPOINT = APP_SRC / "model" / "pretrained_textdiffseg.pt"
+CHECKPOINT_ENV = "TEXTDIFFSEG_APP_TEST_CHECKPOINT"
+MODEL = "textdiffseg"
+INDEX = PromptVocabulary.load().index_map()
+STARTUP_TIMEOUT_S = 120
+TRAIN_TIMEOUT_S = 240
+DICE_GATE = 0.8
+
+
+@dataclass
+class Server:
+    """A running app server and what the tests need to check its answers."""
+
+    url: str
+    client: MONAILabelClient
+    app_dir: Path
+    studies: Path
+    log: Path
+    demo_checkpoint: bool  # True: a real checkpoint is served and the Dice gate applies
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The end of the server log, for assertion messages."""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def post(self, path: str, body: dict | None = None, timeout: float = 300) -> requests.Response:
+        """JSON POST (the client has no scoring call)."""
+        return requests.post(f"{self.url}{path}", json=body or {}, timeout=timeout)
+
+
+def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Dice overlap of two boolean masks (1.0 when both are empty)."""
+    total = int(prediction.sum()) + int(truth.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(prediction, truth).sum()) / total
+
+
+def _checkpoint_source() -> Path | None:
+    """The real checkpoint to serve, or ``None`` to train a tiny one."""
+    chosen = os.environ.get(CHECKPOINT_ENV, "")
+    if chosen == "tiny":
+        return None
+    if chosen:
+        return Path(chosen)
+    return DEMO_CHECKPOINT if DEMO_CHECKPOINT.is_file() else None
+
+
+def _train_tiny(studies: Path, out: Path) -> Path:
+    """30 steps of the tiny preset on the phantom folder (one thread: kinder to a shared 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_training(TrainOptions(data=studies, out=out, steps=30, preset="tiny", progress=False))
+    finally:
+        torch.set_num_threads(threads)
+    return out / "model.pt"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_ready(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
+        try:
+            if requests.get(f"{url}/info/", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(1.0)
+    pytest.fail(f"server not ready after {STARTUP_TIMEOUT_S} s:\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop the server's process group (the server and any training/scoring subprocess it started)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Phantom datastore + app copy + checkpoint, served on a free loopback port for this module."""
+    tmp = tmp_path_factory.mktemp("appserver")
+    studies = tmp / "studies"
+    write_dataset(studies, n=3, seed=3, cfg=PhantomConfig(spacing=(6.0, 6.0, 6.0)))
+    for unlabeled in ("phantom_001", "phantom_002"):
+        (studies / "labels" / "final" / f"{unlabeled}.nii.gz").unlink()
+    app_dir = tmp / "app"
+    shutil.copytree(APP_SRC, app_dir, ignore=shutil.ignore_patterns("model", "logs", "bin", "__pycache__"))
+    (app_dir / "model").mkdir()
+    source = _checkpoint_source()
+    checkpoint = source if source is not None else _train_tiny(studies, tmp / "run")
+    shutil.copyfile(checkpoint, app_dir / "model" / "pretrained_textdiffseg.pt")
+    for sub in ("tmp", "sessions", "client"):
+        (tmp / sub).mkdir()
+    env = {
+        **os.environ,
+        "MONAI_LABEL_TRACKING_ENABLED": "false",
+        "MONAI_LABEL_AUTO_UPDATE_SCORING": "false",
+        "MONAI_LABEL_SESSION_PATH": str(tmp / "sessions"),
+        "HF_HUB_OFFLINE": "1",
+        "TMPDIR": str(tmp / "tmp"),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    conf = {"uncertainty_ensemble": "2", "train_steps_per_epoch": "5"}
+    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app_dir), "--studies", str(studies)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    for key, value in conf.items():
+        cmd += ["--conf", key, value]
+    log = tmp / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_until_ready(url, process, log)
+        client = MONAILabelClient(url, tmpdir=str(tmp / "client"))
+        yield Server(url, client, app_dir, studies, log, demo_checkpoint=source is not None)
+    finally:
+        _stop(process)
+
+
+def _truth(server: Server, case: str) -> np.ndarray:
+    return np.asarray(nib.load(server.studies / "labelsTr" / f"{case}.nii.gz").dataobj)
+
+
+def _check_geometry(server: Server, result: str, case: str) -> np.ndarray:
+    """The result's voxels, after checking it has the input's shape and affine."""
+    image = nib.load(server.studies / f"{case}.nii.gz")
+    label = nib.load(result)
+    assert label.shape == image.shape
+    np.testing.assert_allclose(label.affine, image.affine, atol=1e-3)
+    return np.asarray(label.dataobj)
+
+
+def test_info_lists_the_vocabulary_and_a_text_prompt_option(server: Server) -> None:
+    info = server.client.info()
+    model = info["models"][MODEL]
+    assert model["type"] == "segmentation"
+    assert model["labels"] == INDEX and info["labels"] == INDEX
+    assert model["config"]["text_prompt"] == ""
+    assert MODEL in info["trainers"]
+    assert {"random", "first", "diffusion_uncertainty"} <= set(info["strategies"])
+    assert {"dice", "diffusion_uncertainty"} <= set(info["scoring"])
+
+
+def test_liver_prompt_returns_a_mask_on_the_input_grid(server: Server) -> None:
+    result, params = server.client.infer(MODEL, "phantom_000", {"text_prompt": "liver", "result_extension": ".nii.gz"})
+    voxels = _check_geometry(server, result, "phantom_000")
+    assert params["label_names"] == {"liver": INDEX["liver"]}
+    assert set(np.unique(voxels)) <= {0, INDEX["liver"]}
+    assert (voxels == INDEX["liver"]).any(), server.log_tail()
+    if server.demo_checkpoint:
+        score = dice(voxels == INDEX["liver"], np.isin(_truth(server, "phantom_000"), PHANTOM_TARGETS["liver"]))
+        assert score >= DICE_GATE, f"liver Dice {score:.3f} < {DICE_GATE}"
+
+
+def test_two_prompts_give_one_label_map_named_by_prompt(server: Server) -> None:
+    result, params = server.client.infer(MODEL, "phantom_000", {"text_prompt": "liver; spleen"})
+    voxels = _check_geometry(server, result, "phantom_000")
+    assert params["label_names"] == {"liver": INDEX["liver"], "spleen": INDEX["spleen"]}
+    assert set(np.unique(voxels)) <= {0, INDEX["liver"], INDEX["spleen"]}
+    assert voxels.dtype == np.uint8
+
+
+def test_free_text_prompt_gets_the_next_value(server: Server) -> None:
+    result, params = server.client.infer(MODEL, "phantom_000", {"text_prompt": "adrenal gland"})
+    voxels = _check_geometry(server, result, "phantom_000")
+    assert params["label_names"] == {"adrenal gland": len(INDEX) + 1}
+    assert set(np.unique(voxels)) <= {0, len(INDEX) + 1}
+
+
+def test_ohif_style_label_prompt_with_nrrd_output(server: Server) -> None:
+    params = {"label_prompt": [INDEX["spleen"]], "result_extension": ".nrrd", "result_dtype": "uint8"}
+    result, answer = server.client.infer(MODEL, "phantom_000", params)
+    assert result.endswith(".nrrd")
+    assert answer["label_names"] == {"spleen": INDEX["spleen"]}
+    load = LoadImage(image_only=True)
+    label, image = load(result), load(str(server.studies / "phantom_000.nii.gz"))
+    assert tuple(label.shape) == tuple(image.shape)
+    np.testing.assert_allclose(np.asarray(label.affine), np.asarray(image.affine), atol=1e-3)
+
+
+def test_blank_prompt_is_a_400_and_the_server_keeps_working(server: Server) -> None:
+    with pytest.raises(MONAILabelClientException) as caught:
+        server.client.infer(MODEL, "phantom_000", {"text_prompt": "   "})
+    assert "Status: 400" in caught.value.msg and "empty" in caught.value.msg
+    bad = requests.post(
+        f"{server.url}/infer/{MODEL}?image=phantom_000&output=json",
+        files={"params": (None, json.dumps({"ensemble": 0}))},
+        timeout=60,
+    )
+    assert bad.status_code == 400 and "ensemble" in bad.json()["detail"]
+    _, params = server.client.infer(MODEL, "phantom_000", {"text_prompt": "spleen"})
+    assert params["label_names"] == {"spleen": INDEX["spleen"]}
+
+
+def test_uncertainty_is_reported_and_saved_as_a_datastore_label(server: Server) -> None:
+    _, params = server.client.infer(MODEL, "phantom_000", {"text_prompt": "liver", "uncertainty": True})
+    assert set(params["uncertainty"]) == {"liver"} and 0.0 <= params["uncertainty"]["liver"] <= 1.0
+    assert params["uncertainty_label"] == {"id": "phantom_000", "tag": "uncertainty"}
+    assert not any(key.startswith("_") for key in params)
+    saved = nib.load(server.studies / "labels" / "uncertainty" / "phantom_000.nii.gz")
+    assert saved.shape == nib.load(server.studies / "phantom_000.nii.gz").shape
+
+
+def test_uncertainty_scoring_ranks_the_unlabeled_images(server: Server) -> None:
+    scored = server.post("/scoring/diffusion_uncertainty?run_sync=true")
+    assert scored.status_code == 200, server.log_tail()
+    scores = scored.json()
+    assert set(scores) == {"phantom_001", "phantom_002"}
+    picked = server.client.next_sample("diffusion_uncertainty", {})
+    assert picked["id"] == max(scores, key=scores.get)
+    assert "highest diffusion_uncertainty" in picked["selection"]
+    for _ in range(3):  # MONAI Label's own Random fails when every candidate was served within the same second
+        assert server.client.next_sample("random", {})["id"] in scores
+
+
+def test_dice_scoring_compares_final_and_original_labels(server: Server) -> None:
+    server.client.infer(MODEL, "phantom_000", {"text_prompt": "liver", "save_label": True})
+    assert (server.studies / "labels" / "original" / "phantom_000.nii.gz").is_file()
+    scored = server.post("/scoring/dice?run_sync=true")
+    assert scored.status_code == 200, server.log_tail()
+    assert 0.0 <= scored.json()["phantom_000"] <= 1.0
+
+
+def test_saved_label_with_label_info_counts_as_labeled(server: Server, tmp_path: Path) -> None:
+    truth = nib.load(server.studies / "labelsTr" / "phantom_001.nii.gz")
+    values = np.asarray(truth.dataobj)
+    corrected = np.zeros(values.shape, np.uint8)
+    corrected[np.isin(values, PHANTOM_TARGETS["liver"])] = 1
+    corrected[values == PHANTOM_TARGETS["spleen"][0]] = 2
+    path = tmp_path / "phantom_001_label.nii.gz"
+    nib.save(nib.Nifti1Image(corrected, truth.affine), path)
+    label_info = [{"name": "Liver", "idx": 1}, {"name": "splenic parenchyma", "idx": 2}]
+    saved = server.client.save_label("phantom_001", str(path), tag="final", params={"label_info": label_info})
+    assert saved["label"] == "phantom_001"
+    assert server.client.info()["datastore"]["completed"] == 2
+    assert server.client.next_sample("diffusion_uncertainty", {})["id"] == "phantom_002"
+
+
+def test_training_publishes_a_model_that_the_next_infer_serves(server: Server) -> None:
+    published = server.app_dir / "model" / "textdiffseg.pt"
+    assert not published.exists()
+    server.client.train_start(MODEL, {"max_epochs": 1, "train_steps_per_epoch": 5})
+    deadline = time.monotonic() + TRAIN_TIMEOUT_S
+    status = server.client.train_status()
+    while status["status"] in ("SUBMITTED", "RUNNING") and time.monotonic() < deadline:
+        time.sleep(2.0)
+        status = server.client.train_status()
+    assert status["status"] == "DONE", "\n".join(status.get("details", [])) + "\n" + server.log_tail()
+    assert published.is_file()
+    stats = server.client.info()["train_stats"][MODEL]
+    assert stats["status"] == "DONE" and stats["cases"] == 2 and stats["steps"] == 5
+    assert "spleen" in stats["structures"]
+    result, params = server.client.infer(MODEL, "phantom_000", {"text_prompt": "liver"})
+    _check_geometry(server, result, "phantom_000")
+    assert params["label_names"] == {"liver": INDEX["liver"]}
+    assert "serving checkpoint" in server.log.read_text() and str(published) in server.log.read_text()
