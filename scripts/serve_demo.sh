@@ -7,13 +7,14 @@ HOST=${3:-127.0.0.1}
 PORT=${4:-8000}
 PY=${PY:-.venv/bin/python}
 mkdir -p "$APP/logs"
-if [ ! -f "$APP/main.py" ]; then
-  echo "phantom data is ready in $DATA; the MONAI Label app ($APP/main.py) is not there yet, so no server was started."
-  exit 0
-fi
 cat <<MSG
-TextDiffSeg demo server starting on http://$HOST:$PORT  (OHIF viewer: http://$HOST:$PORT/ohif/ once a DICOMweb store is used)
-Try:  curl -s -X POST "http://$HOST:$PORT/infer/textdiffseg?image=phantom_000&output=json" -F 'params={"text_prompt":"liver"}'
-3D Slicer: MONAILabel module -> server http://$HOST:$PORT -> model "textdiffseg" -> type a prompt in the text_prompt option.
+
+TextDiffSeg demo server: http://$HOST:$PORT   (API docs at /docs; ready when the log says "Application startup complete")
+Try:    curl -s -X POST "http://$HOST:$PORT/infer/textdiffseg?image=phantom_000&output=json" --form-string 'params={"text_prompt": "liver; left kidney"}'
+Slicer: MONAILabel module -> server http://$HOST:$PORT -> Next Sample -> model "textdiffseg", type the prompt in its text_prompt option -> Run.
+        (OHIF at http://$HOST:$PORT/ohif/ needs a DICOMweb studies URL such as Orthanc instead of this folder.)
+
 MSG
+# Offline: never reach the Hugging Face hub; no SAM2 or pretrained downloads happen in this app.
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec "$PY" -m monailabel.main start_server --app "$APP" --studies "$DATA" --host "$HOST" --port "$PORT"

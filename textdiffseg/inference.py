@@ -147,10 +147,15 @@ class Segmenter:
         volume = self._scale(resampled.as_tensor())
         out = self.predict_normalized(volume, prompts)  # (3, P, D, H, W)
         p = len(prompts)
-        model_grid = MetaTensor(out.reshape(3 * p, *out.shape[2:]), affine=resampled.affine)
-        back = ResampleToMatch(mode="bilinear", padding_mode="zeros")(model_grid, img_dst=original)
-        back = back.as_tensor().reshape(3, p, *original.shape[1:]).numpy()
-        probability, uncertainty = back[0].astype(np.float32), back[2].astype(np.float32)
+        # Back onto the input grid one prompt at a time (probability and entropy only): a 512x512x300 CT is 79 M
+        # voxels, so resampling every map of every prompt at once would need gigabytes of transient memory.
+        resample = ResampleToMatch(mode="bilinear", padding_mode="zeros")
+        probability = np.empty((p, *original.shape[1:]), np.float32)
+        uncertainty = np.empty((p, *original.shape[1:]), np.float32)
+        for i in range(p):
+            maps = MetaTensor(torch.stack([out[0, i], out[2, i]]), affine=resampled.affine)
+            back = resample(maps, img_dst=original).as_tensor().numpy()
+            probability[i], uncertainty[i] = back[0], back[1]
         label_map = np.zeros(original.shape[1:], np.uint8)
         for i in range(p):
             label_map[probability[i] > 0.5] = i + 1

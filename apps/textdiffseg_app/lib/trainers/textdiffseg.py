@@ -124,27 +124,10 @@ class TextDiffSegTrainer(BasicTrainTask):
             progress=False,
         )
 
-    # MONAI Label's ignite pipeline is not used: __call__ runs textdiffseg's own training loop.
-    def network(self, context: Context) -> None:
-        """Not used (see ``__call__``)."""
+    def _engine_hook_not_used(self, context: Context) -> None:
+        """MONAI Label's ignite hooks are not used: ``__call__`` runs textdiffseg's own training loop."""
         raise NotImplementedError("TextDiffSegTrainer runs textdiffseg.train, not MONAI Label's engine")
 
-    def optimizer(self, context: Context) -> None:
-        """Not used (see ``__call__``)."""
-        raise NotImplementedError("TextDiffSegTrainer runs textdiffseg.train, not MONAI Label's engine")
-
-    def loss_function(self, context: Context) -> None:
-        """Not used (see ``__call__``)."""
-        raise NotImplementedError("TextDiffSegTrainer runs textdiffseg.train, not MONAI Label's engine")
-
-    def train_pre_transforms(self, context: Context) -> None:
-        """Not used (see ``__call__``)."""
-        raise NotImplementedError("TextDiffSegTrainer runs textdiffseg.train, not MONAI Label's engine")
-
-    def train_post_transforms(self, context: Context) -> None:
-        """Not used (see ``__call__``)."""
-        raise NotImplementedError("TextDiffSegTrainer runs textdiffseg.train, not MONAI Label's engine")
-
-    def val_inferer(self, context: Context) -> None:
-        """Not used (see ``__call__``)."""
-        raise NotImplementedError("TextDiffSegTrainer runs textdiffseg.train, not MONAI Label's engine")
+    # BasicTrainTask declares these abstract; one implementation stands for all of them.
+    network = optimizer = loss_function = _engine_hook_not_used
+    train_pre_transforms = train_post_transforms = val_inferer = _engine_hook_not_used
