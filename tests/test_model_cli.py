@@ -78,3 +78,32 @@ def test_evaluate_refuses_a_missing_checkpoint(tmp_path: Path, train_phantom_dir
                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert evaluate.main(["--data", str(train_phantom_dir), "--ckpt", str(tmp_path / "none.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        train.TrainOptions(data=Path("/d"), out=Path("/o")),
+        train.TrainOptions(data=Path("/d/cases.json"), out=Path("/o"), steps=7, preset="tiny", lr=3e-4,
+                           text_encoder="/models/bert", vocabulary="/v.json", prompts_per_volume=2, global_batch=4,
+                           negative_fraction=0.1, structures=("liver", "left kidney"),
+                           ablations=("no-text-fusion",), init_from=Path("/m.pt"), resume=True, save_every=3,
+                           seed=9, device="cuda", progress=False),
+    ],
+)
+def test_launch_flags_reproduce_the_options(options: train.TrainOptions) -> None:
+    from textdiffseg.launch import options_to_argv, torchrun_command
+
+    assert train.parse_args(options_to_argv(options)) == options
+    command = torchrun_command(options, nproc=4)
+    assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
+
+
+def test_case_list_round_trip(tmp_path: Path, train_phantom_dir: Path) -> None:
+    from textdiffseg.data.folders import DatasetFolderError, load_case_list, load_folder, save_case_list
+
+    cases = load_folder(train_phantom_dir)
+    assert load_case_list(save_case_list(cases, tmp_path / "cases.json")) == cases
+    (tmp_path / "bad.json").write_text('[{"case_id": "x"}]')
+    with pytest.raises(DatasetFolderError, match="cannot read case list"):
+        load_case_list(tmp_path / "bad.json")

@@ -20,7 +20,7 @@ import torch
 
 from textdiffseg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from textdiffseg.config import ModelConfig, preset_config
-from textdiffseg.data.folders import DatasetFolderError, LabelledCase, load_folder
+from textdiffseg.data.folders import DatasetFolderError, LabelledCase, load_case_list, load_folder
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.text.encoder import TextEncoder, TextEncoderError
@@ -39,7 +39,7 @@ ABLATIONS = {
 class TrainOptions:
     """What a training run does (the CLI flags, also used by the MONAI Label train task)."""
 
-    data: Path
+    data: Path  # a dataset folder, or a case list JSON (textdiffseg.data.folders.save_case_list)
     out: Path
     steps: int = 2000
     preset: str = "default"
@@ -47,6 +47,7 @@ class TrainOptions:
     text_encoder: str = "default"
     vocabulary: str | None = None
     prompts_per_volume: int = 4
+    global_batch: int | None = None  # patches per step over all ranks; default: one per rank
     negative_fraction: float = 0.25
     structures: tuple[str, ...] = ()
     ablations: tuple[str, ...] = ()
@@ -99,19 +100,27 @@ def run_training(
     encoder = encoder or TextEncoder(opts.text_encoder, device=str(dist.device))
     vocabulary = PromptVocabulary.load(opts.vocabulary)
     model, extra = _initial_model(opts, encoder)
-    prepared = prepare_cases(cases if cases is not None else load_folder(opts.data), model.config)
-    trainer = Trainer(model, encoder, lr=opts.lr, device=str(dist.device), seed=opts.seed + dist.rank)
+    if cases is None:
+        cases = load_case_list(opts.data) if opts.data.suffix == ".json" else load_folder(opts.data)
+    prepared = prepare_cases(cases, model.config)
+    global_batch = opts.global_batch or dist.world_size
+    if global_batch % dist.world_size:
+        raise ValueError(f"--global-batch {global_batch} is not a multiple of the {dist.world_size} ranks")
+    trainer = Trainer(
+        model, encoder, lr=opts.lr, device=str(dist.device), seed=opts.seed, rank=dist.rank, world_size=dist.world_size
+    )
     trainer.network = dist.wrap(model)
     if extra.get("optimizer"):
         trainer.optimizer.load_state_dict(extra["optimizer"])
         trainer.state.step = int(extra.get("step", 0))
+        trainer.generator.manual_seed(opts.seed * 1000 + trainer.state.step)
     sampler = PromptedPatchSampler(
         prepared,
         vocabulary,
         model.config.roi_size,
         opts.prompts_per_volume,
         opts.negative_fraction,
-        seed=opts.seed * 1000 + dist.rank + trainer.state.step,
+        seed=opts.seed * 1000 + trainer.state.step,  # the same on every rank: each keeps its share of a batch
         structures=opts.structures or None,
     )
     if dist.is_main:
@@ -128,7 +137,7 @@ def run_training(
             save_checkpoint(opts.out / name, model, state)
 
     while trainer.state.step < opts.steps:
-        terms = dist.average(trainer.step(*sampler.sample()))
+        terms = dist.average(trainer.step([sampler.sample() for _ in range(global_batch)]))
         window.append(terms)
         progress.update(1)
         progress.set_postfix({k: f"{v:.3f}" for k, v in terms.items()})
@@ -169,7 +178,12 @@ def _progress(opts: TrainOptions, initial: int, is_main: bool):  # noqa: ANN202 
 def parse_args(argv: list[str] | None = None) -> TrainOptions:
     """Parse CLI flags into :class:`TrainOptions` (errors exit with a one-line message)."""
     p = argparse.ArgumentParser(prog="python -m textdiffseg.train", description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True, type=Path, help="MSD/phantom folder (dataset.json) or KiTS folder")
+    p.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="MSD/phantom folder (dataset.json), KiTS folder, or a case list .json (save_case_list)",
+    )
     p.add_argument("--out", required=True, type=Path, help="run folder (created): model.pt, last.pt, history.jsonl")
     p.add_argument("--steps", type=int, default=2000, help="optimisation steps in total (default 2000)")
     p.add_argument("--preset", choices=("tiny", "small", "default"), default="default", help="model size")
@@ -181,6 +195,11 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
     )
     p.add_argument("--vocabulary", help="prompt vocabulary JSON (default: the built-in one)")
     p.add_argument("--prompts-per-volume", type=int, default=4, help="prompts per patch and step (default 4)")
+    p.add_argument(
+        "--global-batch",
+        type=int,
+        help="patches per step over all ranks (default: one per rank); same value = same training",
+    )
     p.add_argument("--negative-fraction", type=float, default=0.25, help="share of absent-structure prompts")
     p.add_argument(
         "--structure",
@@ -202,8 +221,13 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (torchrun picks cuda:LOCAL_RANK)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     a = p.parse_args(argv)
-    if a.steps < 1 or a.prompts_per_volume < 1 or a.save_every < 1:
-        p.error("--steps, --prompts-per-volume and --save-every must be at least 1")
+    if (
+        a.steps < 1
+        or a.prompts_per_volume < 1
+        or a.save_every < 1
+        or (a.global_batch is not None and a.global_batch < 1)
+    ):
+        p.error("--steps, --prompts-per-volume, --global-batch and --save-every must be at least 1")
     if not 0.0 <= a.negative_fraction <= 1.0:
         p.error("--negative-fraction must be between 0 and 1")
     return TrainOptions(
@@ -215,6 +239,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         text_encoder=a.text_encoder,
         vocabulary=a.vocabulary,
         prompts_per_volume=a.prompts_per_volume,
+        global_batch=a.global_batch,
         negative_fraction=a.negative_fraction,
         structures=tuple(a.structure),
         ablations=tuple(a.ablation),

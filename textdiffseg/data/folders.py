@@ -116,3 +116,40 @@ def load_folder(folder: str | Path) -> list[LabelledCase]:
     if (folder / "dataset.json").is_file():
         return load_msd_folder(folder)
     return load_kits_folder(folder)
+
+
+def save_case_list(cases: list[LabelledCase], path: str | Path) -> Path:
+    """Write cases as JSON (``[{"case_id", "image", "label", "targets"}]``), e.g. to hand them to ``torchrun``."""
+    rows = [
+        {
+            "case_id": c.case_id,
+            "image": str(c.image),
+            "label": str(c.label),
+            "targets": {name: list(values) for name, values in c.targets.items()},
+        }
+        for c in cases
+    ]
+    path = Path(path)
+    path.write_text(json.dumps(rows, indent=1))
+    return path
+
+
+def load_case_list(path: str | Path) -> list[LabelledCase]:
+    """Read a case list written by :func:`save_case_list`; a malformed file is a :class:`DatasetFolderError`."""
+    try:
+        rows = json.loads(Path(path).read_text(encoding="utf-8"))
+        cases = [
+            LabelledCase(
+                str(r["case_id"]),
+                Path(r["image"]),
+                Path(r["label"]),
+                {str(k): tuple(int(v) for v in vs) for k, vs in r["targets"].items()},
+            )
+            for r in rows
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise DatasetFolderError(f"cannot read case list {path}: {err}") from err
+    missing = [str(c.image) for c in cases if not c.image.is_file() or not c.label.is_file()]
+    if not cases or missing:
+        raise DatasetFolderError(f"case list {path} is empty or names missing files: {missing[:3]}")
+    return cases

@@ -8,8 +8,8 @@ Request (the ``config`` below is what clients show and send back):
   ``pretrained_textdiffseg.pt``); false, or no checkpoint at all, trains a new ``--conf train_preset`` model.
 * ``max_epochs`` (2) x ``train_steps_per_epoch`` (``--conf train_steps_per_epoch``, 25) optimisation steps.
 * ``learning_rate`` (1e-4), ``device`` (cpu/cuda; cuda falls back to cpu without a GPU).
-* ``multi_gpu``: accepted; the app trains in one process (log line says so). Use ``torchrun -m textdiffseg.train``
-  for multi-GPU runs until the app spawns DDP workers.
+* ``multi_gpu`` (true): with two or more visible GPUs, one DDP worker per GPU is started with ``torchrun``
+  (``textdiffseg.launch``); with fewer, the log says so and training runs in this process.
 * ``tracking``/``tracking_uri``: accepted and ignored (no MLflow); the loss history is in ``history.jsonl``.
 
 When the run finishes, ``model.pt`` is published atomically to ``model/textdiffseg.pt`` (the next ``/infer`` serves
@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import torch
 from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 from monailabel.utils.others.generic import device_list
@@ -35,6 +36,7 @@ from lib.trainers.files import publish_file, write_json_atomic
 from lib.trainers.request import TrainParams, parse_train_params
 from textdiffseg.checkpoint import read_checkpoint
 from textdiffseg.config import ModelConfig
+from textdiffseg.launch import run_distributed
 from textdiffseg.train import TrainOptions, run_training
 
 logger = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ class TextDiffSegTrainer(BasicTrainTask):
             "max_epochs": 2,
             "train_steps_per_epoch": settings.train_steps_per_epoch,
             "learning_rate": 1e-4,
-            "multi_gpu": False,
+            "multi_gpu": True,
             "gpus": "all",
             "tracking": ["None"],
         }
@@ -67,8 +69,10 @@ class TextDiffSegTrainer(BasicTrainTask):
         req = copy.deepcopy(self._config)
         req.update(copy.deepcopy(request))
         params = parse_train_params(req, self.settings.train_steps_per_epoch, self.settings.device)
-        if params.multi_gpu:
-            logger.info("multi_gpu requested: this app trains in one process (no DDP workers yet)")
+        gpus = torch.cuda.device_count() if params.device.startswith("cuda") else 0
+        distributed = params.multi_gpu and gpus > 1
+        if params.multi_gpu and not distributed:
+            logger.info("multi_gpu requested but %d GPU(s) visible: training in one process", gpus)
         if params.tracking.lower() != "none" or req.get("tracking_uri"):
             logger.info("experiment tracking is not used by this trainer; see history.jsonl in the run folder")
         cases = cases_from_datastore(datastore, self.settings.vocabulary)
@@ -81,7 +85,11 @@ class TextDiffSegTrainer(BasicTrainTask):
         stats.update(total_epochs=params.max_epochs, steps=params.steps, cases=len(cases), status="RUNNING")
         write_json_atomic(stats, Path(self._stats_path))
         try:
-            summary = run_training(self._options(params, out, cases[0].image.parent, run_id), cases=cases)
+            options = self._options(params, out, cases[0].image.parent, run_id)
+            if distributed:
+                summary = run_distributed(options, cases, nproc=gpus)
+            else:
+                summary = run_training(options, cases=cases)
         except Exception as err:  # record the failure for /info, then let MONAI Label report the task as ERROR
             stats.update(status="ERROR", error=f"{type(err).__name__}: {err}")
             write_json_atomic(stats, Path(self._stats_path))
