@@ -16,6 +16,7 @@ from monai.transforms import Orientation, ResampleToMatch, ScaleIntensityRange, 
 
 from textdiffseg.diffusion.sampling import sample_masks
 from textdiffseg.networks.model import TextDiffSeg
+from textdiffseg.serving_utils import label_map_from_probabilities
 from textdiffseg.text.encoder import TextEncoder
 
 DEFAULT_MAX_VOXELS = 64_000_000  # of the volume resampled to the model spacing
@@ -36,7 +37,7 @@ class Prediction:
     prompts: list[str]
     probability: np.ndarray  # (P, X, Y, Z) float32
     uncertainty: np.ndarray  # (P, X, Y, Z) float32, binary entropy (bits) of the ensemble mean
-    label_map: np.ndarray  # (X, Y, Z) uint8, value i+1 for prompts[i]; later prompts win where masks overlap
+    label_map: np.ndarray  # (X, Y, Z) uint8, value i+1 for prompts[i]; the more confident prompt wins overlaps
     affine: np.ndarray  # 4x4, equal to the input's
 
 
@@ -156,7 +157,5 @@ class Segmenter:
             maps = MetaTensor(torch.stack([out[0, i], out[2, i]]), affine=resampled.affine)
             back = resample(maps, img_dst=original).as_tensor().numpy()
             probability[i], uncertainty[i] = back[0], back[1]
-        label_map = np.zeros(original.shape[1:], np.uint8)
-        for i in range(p):
-            label_map[probability[i] > 0.5] = i + 1
+        label_map = label_map_from_probabilities(probability, list(range(1, p + 1)))
         return Prediction(list(prompts), probability, uncertainty, label_map, np.asarray(original.affine))
