@@ -106,6 +106,8 @@ class PromptedPatchSampler:
             if unknown:
                 raise ValueError(f"structures {unknown} are not annotated in the training data (has {sorted(known)})")
         self.structures = frozenset(structures) if structures else None
+        if self.structures:  # a case that annotates none of the chosen structures has nothing to prompt
+            cases = [c for c in cases if self.structures & set(c.targets)]
         self.cases = cases
         self.vocabulary = vocabulary
         self.roi_size = roi_size
