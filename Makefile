@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint
+.PHONY: install data demo serve test lint clean-data demo-checkpoint pacs pacs-stop
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ demo: install data serve
 
 serve: install data
 	bash scripts/serve_demo.sh $(APP) $(DATA) $(HOST) $(PORT)
+
+# Local PACS for OHIF / the DICOMweb datastore: Orthanc on 127.0.0.1:8042 (var/orthanc), phantom CTs as DICOM.
+pacs: install
+	bash scripts/pacs.sh up
+
+pacs-stop:
+	bash scripts/pacs.sh stop
 
 test: install
 	$(PY) -m pytest -q

@@ -29,6 +29,7 @@ import textdiffseg
 from lib.activelearning.diffusion_uncertainty import DiffusionUncertainty
 from lib.activelearning.random_guarded import GuardedRandom
 from lib.configs.textdiffseg import MODEL_NAME, parse_conf
+from lib.datastores.dicomweb import create_dicomweb_datastore
 from lib.infers.text_prompt import TextPromptInfer
 from lib.infers.uncertainty_label import store_uncertainty_label
 from lib.model_service import ModelService
@@ -56,6 +57,12 @@ class TextDiffSegApp(MONAILabelApp):
         self._auto_update_scoring = self._auto_update_scoring and self.settings.auto_update_scoring
         served = self.settings.current_model()
         logger.info("TextDiffSeg app ready; serving %s", served if served else "nothing yet (no checkpoint)")
+
+    def _init_dicomweb_datastore(self) -> Datastore:
+        """``--studies http(s)://...``: final labels become DICOM-SEG via pydicom-seg; dcmqi is never fetched."""
+        logger.info("Using DICOMweb %s (DICOM-SEG written with pydicom-seg, no dcmqi)", self.studies)
+        names = {idx: name for name, idx in self.settings.vocabulary.index_map().items()}
+        return create_dicomweb_datastore(self.studies, names)
 
     def init_infers(self) -> dict[str, InferTask]:
         """One text-prompted segmentation model."""
