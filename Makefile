@@ -46,7 +46,7 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(PY) -m ruff check textdiffseg tests $(wildcard apps benchmarks)
+	$(PY) -m ruff check textdiffseg textdiffseg_server tests $(wildcard apps benchmarks)
 
 # How the shipped demo checkpoint was made (about 35 minutes on 2 CPU cores): 12 training phantoms from a seed the
 # demo datastore does not use, the `small` preset, then evaluated on the demo datastore (seed 0, held out).

@@ -17,4 +17,6 @@ Slicer: MONAILabel module -> server http://$HOST:$PORT -> Next Sample -> model "
 MSG
 # Offline: never reach the Hugging Face hub; no SAM2 or pretrained downloads happen in this app.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec "$PY" -m monailabel.main start_server --app "$APP" --studies "$DATA" --host "$HOST" --port "$PORT"
+# The hardened ASGI app: JSON 4xx answers for bad requests and /infer outside the event loop (textdiffseg_server).
+exec "$PY" -m monailabel.main start_server --app "$APP" --studies "$DATA" --host "$HOST" --port "$PORT" \
+  --uvicorn_app textdiffseg_server.asgi:app

@@ -19,11 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +33,7 @@ from monai.transforms import LoadImage
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
 
+from server_harness import DEMO_CHECKPOINT, ServerStartError, copy_app, start_server
 from textdiffseg.data.label_maps import PHANTOM_TARGETS
 from textdiffseg.data.phantom import PhantomConfig, write_dataset
 from textdiffseg.data.vocabulary import PromptVocabulary
@@ -45,12 +41,9 @@ from textdiffseg.train import TrainOptions, run_training
 
 pytestmark = pytest.mark.slow
 
-APP_SRC = Path(__file__).resolve().parents[1] / "apps" / "textdiffseg_app"
-DEMO_CHECKPOINT = APP_SRC / "model" / "pretrained_textdiffseg.pt"
 CHECKPOINT_ENV = "TEXTDIFFSEG_APP_TEST_CHECKPOINT"
 MODEL = "textdiffseg"
 INDEX = PromptVocabulary.load().index_map()
-STARTUP_TIMEOUT_S = 120
 TRAIN_TIMEOUT_S = 240
 DICE_GATE = 0.8
 
@@ -102,37 +95,6 @@ def _train_tiny(studies: Path, out: Path) -> Path:
     return out / "model.pt"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
-        try:
-            if requests.get(f"{url}/info/", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(1.0)
-    pytest.fail(f"server not ready after {STARTUP_TIMEOUT_S} s:\n{log.read_text(errors='replace')[-4000:]}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the server's process group (the server and any training/scoring subprocess it started)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=20)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Phantom datastore + app copy + checkpoint, served on a free loopback port for this module."""
@@ -141,40 +103,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     write_dataset(studies, n=3, seed=3, cfg=PhantomConfig(spacing=(6.0, 6.0, 6.0)))
     for unlabeled in ("phantom_001", "phantom_002"):
         (studies / "labels" / "final" / f"{unlabeled}.nii.gz").unlink()
-    app_dir = tmp / "app"
-    shutil.copytree(APP_SRC, app_dir, ignore=shutil.ignore_patterns("model", "logs", "bin", "__pycache__"))
-    (app_dir / "model").mkdir()
     source = _checkpoint_source()
     checkpoint = source if source is not None else _train_tiny(studies, tmp / "run")
-    shutil.copyfile(checkpoint, app_dir / "model" / "pretrained_textdiffseg.pt")
-    for sub in ("tmp", "sessions", "client"):
-        (tmp / sub).mkdir()
-    env = {
-        **os.environ,
-        "MONAI_LABEL_TRACKING_ENABLED": "false",
-        "MONAI_LABEL_AUTO_UPDATE_SCORING": "false",
-        "MONAI_LABEL_SESSION_PATH": str(tmp / "sessions"),
-        "HF_HUB_OFFLINE": "1",
-        "TMPDIR": str(tmp / "tmp"),
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    }
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    app_dir = copy_app(tmp / "app", checkpoint)
+    (tmp / "client").mkdir()
     conf = {"uncertainty_ensemble": "2", "train_steps_per_epoch": "5"}
-    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app_dir), "--studies", str(studies)]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
-    for key, value in conf.items():
-        cmd += ["--conf", key, value]
-    log = tmp / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_until_ready(url, process, log)
-        client = MONAILabelClient(url, tmpdir=str(tmp / "client"))
-        yield Server(url, client, app_dir, studies, log, demo_checkpoint=source is not None)
+        running = start_server(app_dir, studies, tmp, conf=conf)
+    except ServerStartError as err:
+        pytest.fail(str(err))
+    try:
+        client = MONAILabelClient(running.url, tmpdir=str(tmp / "client"))
+        yield Server(running.url, client, app_dir, studies, running.log, demo_checkpoint=source is not None)
     finally:
-        _stop(process)
+        running.stop()
 
 
 def _truth(server: Server, case: str) -> np.ndarray:
@@ -194,7 +136,8 @@ def test_info_lists_the_vocabulary_and_a_text_prompt_option(server: Server) -> N
     info = server.client.info()
     model = info["models"][MODEL]
     assert model["type"] == "segmentation"
-    assert model["labels"] == INDEX and info["labels"] == INDEX
+    assert model["labels"] == INDEX
+    assert info["labels"] == list(INDEX)  # a list at the top level: OHIF's panel appends to it
     assert model["config"]["text_prompt"] == ""
     assert MODEL in info["trainers"]
     assert {"random", "first", "diffusion_uncertainty"} <= set(info["strategies"])

@@ -159,11 +159,11 @@ def test_trained_model_is_served_before_the_pretrained_one(app_lib: SimpleNamesp
 # --- infer and train requests ----------------------------------------------------------------------------------------
 
 
-def test_empty_text_prompt_from_the_config_means_every_label(app_lib: SimpleNamespace) -> None:
+def test_no_prompt_at_all_is_refused_with_both_options_named(app_lib: SimpleNamespace) -> None:
     parse = app_lib.infer_request.parse_infer_params
     for request in ({}, {"text_prompt": ""}, {"text_prompt": "", "label_prompt": []}):
-        params = parse(request, VOCAB, 1, None)
-        assert [p.name for p in params.prompts] == VOCAB.names
+        with pytest.raises(PromptError, match="no prompt.*text_prompt.*label_prompt"):
+            parse(request, VOCAB, 1, None)
     only = parse({"text_prompt": "", "label_prompt": [INDEX["spleen"]]}, VOCAB, 1, None)
     assert [(p.name, p.value) for p in only.prompts] == [("spleen", INDEX["spleen"])]
 
@@ -310,8 +310,8 @@ def _infer_task(app_lib: SimpleNamespace, app_dir: Path, conf: dict[str, str]) -
     return app_lib.text_prompt.TextPromptInfer(settings, app_lib.model_service.ModelService(settings))
 
 
-def _volume(path: Path, shape: tuple[int, ...]) -> str:
-    nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), np.diag([2.0, 2.0, 2.0, 1.0])), path)
+def _volume(path: Path, shape: tuple[int, ...], spacing: float = 2.0) -> str:
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), np.diag([spacing, spacing, spacing, 1.0])), path)
     return str(path)
 
 
@@ -332,7 +332,9 @@ def test_bad_prompt_image_and_size_are_4xx(app_lib: SimpleNamespace, tmp_path: P
     cases = [
         ({"image": ct, "text_prompt": "  "}, 400, "empty"),
         ({"image": _volume(tmp_path / "slice.nii.gz", (8, 8, 1)), "text_prompt": "liver"}, 400, "2D"),
-        ({"image": _volume(tmp_path / "big.nii.gz", (64, 64, 64)), "text_prompt": "liver"}, 413, "budget"),
+        ({"image": _volume(tmp_path / "big.nii.gz", (12, 12, 12), 6.0), "text_prompt": "liver"}, 413, "budget"),
+        ({"image": _volume(tmp_path / "huge.nii.gz", (64, 64, 64)), "text_prompt": "liver"}, 413, "limit"),
+        ({"image": _volume(tmp_path / "series.nii.gz", (8, 8, 8, 3)), "text_prompt": "liver"}, 400, "4D"),
     ]
     for request, status, message in cases:
         with pytest.raises(HTTPException) as caught:

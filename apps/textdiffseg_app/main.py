@@ -14,6 +14,7 @@ modules below), never lazily inside a function.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from monailabel.interfaces.app import MONAILabelApp
@@ -38,6 +39,8 @@ from lib.trainers.textdiffseg import TextDiffSegTrainer
 
 logger = logging.getLogger(__name__)
 
+HARDENED_ASGI_MODULE = "textdiffseg_server.asgi"
+
 
 class TextDiffSegApp(MONAILabelApp):
     """The app: settings and the shared segmentation service are built before MONAI Label calls ``init_*``."""
@@ -52,7 +55,10 @@ class TextDiffSegApp(MONAILabelApp):
             name="TextDiffSeg",
             description="Text-prompted 3D CT segmentation with a latent diffusion model",
             version=textdiffseg.__version__,
-            labels=self.settings.vocabulary.index_map(),
+            # a list (name of value i + 1 at position i), as MONAI Label builds it itself: OHIF's MONAI Label panel
+            # appends to /info's top-level "labels" and fails on connect ("all_labels.push is not a function")
+            # when it is a dict; the model's own "labels" stay {name: value}.
+            labels=list(self.settings.vocabulary.index_map()),
         )
         self._auto_update_scoring = self._auto_update_scoring and self.settings.auto_update_scoring
         served = self.settings.current_model()
@@ -63,6 +69,16 @@ class TextDiffSegApp(MONAILabelApp):
         logger.info("Using DICOMweb %s (DICOM-SEG written with pydicom-seg, no dcmqi)", self.studies)
         names = {idx: name for name, idx in self.settings.vocabulary.index_map().items()}
         return create_dicomweb_datastore(self.studies, names)
+
+    def on_init_complete(self) -> None:
+        """MONAI Label's start-up jobs, then a warning when the server runs without ``textdiffseg_server``."""
+        super().on_init_complete()
+        if HARDENED_ASGI_MODULE not in sys.modules:
+            logger.warning(
+                "started without --uvicorn_app %s:app: bad requests will get bare 500 answers and /infer will block "
+                "the server while it runs (see README, 'Running it for a team')",
+                HARDENED_ASGI_MODULE,
+            )
 
     def init_infers(self) -> dict[str, InferTask]:
         """One text-prompted segmentation model."""

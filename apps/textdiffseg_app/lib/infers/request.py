@@ -1,9 +1,9 @@
 """Read the per-request infer parameters that clients send (prompts, ensemble size, steps, uncertainty output).
 
 Prompt rule: clients send the model's config defaults back, so ``text_prompt: ""`` (the default) or a missing
-``text_prompt`` means "no text prompt". With no ``label_prompt`` either (missing or ``[]``), every vocabulary label is
-segmented. A text prompt that is present but blank (``"   "``, ``" ; "``, ``[]``) is refused with HTTP 400: the user
-typed something and would not expect all labels.
+``text_prompt`` means "no text typed", and then ``label_prompt`` (OHIF's class prompts) must name labels. With neither,
+the request is refused with HTTP 400 naming both options: running every vocabulary label (12 prompts, 12x the time)
+because the annotator forgot to type is not what anyone wants. Blank text (``"   "``, ``" ; "``, ``[]``) is a 400 too.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from lib.configs.textdiffseg import MAX_ENSEMBLE, MAX_SAMPLING_STEPS
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.prompts import PromptError, ResolvedPrompt, resolve_prompts
 
+NO_PROMPT_MESSAGE = (
+    "no prompt: type what to segment in text_prompt (e.g. 'liver; left kidney') or choose labels in label_prompt"
+)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
@@ -61,6 +64,8 @@ def parse_infer_params(
     if text_prompt == "":
         text_prompt = None
     label_prompt = data.get("label_prompt")
+    if text_prompt is None and label_prompt in (None, []):
+        raise PromptError(NO_PROMPT_MESSAGE)
     prompts = resolve_prompts(text_prompt, None if label_prompt in (None, []) else label_prompt, vocabulary)
     steps = _int(data, "sampling_steps", default_steps or 0, 0, MAX_SAMPLING_STEPS)
     return InferParams(

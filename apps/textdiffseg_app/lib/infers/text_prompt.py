@@ -2,8 +2,9 @@
 
 Request parameters (multipart ``params`` JSON; the clients show the ``config`` below as editable options):
 
-* ``text_prompt``: free text; several prompts separated by ``;`` or given as a JSON list. ``""`` or missing = none.
-* ``label_prompt``: list of vocabulary indices (OHIF's class prompts). Neither prompt = every vocabulary label.
+* ``text_prompt``: free text; several prompts separated by ``;`` or given as a JSON list. ``""`` = none typed.
+* ``label_prompt``: list of vocabulary indices (OHIF's class prompts). At least one of the two must name something
+  (HTTP 400 "no prompt" otherwise).
 * ``ensemble`` (1-32); ``sampling_steps`` (0 = ``--conf sampling_steps``, else the checkpoint's value);
   ``uncertainty`` (true: per-prompt mean entropy in the result JSON and a voxelwise map saved as datastore label tag
   ``uncertainty``, see ``uncertainty_label``).
@@ -16,12 +17,14 @@ Response: one label map (uint8 by default) with each prompt's ``ResolvedPrompt.v
 ``len(vocabulary) + 1, ...`` for free text); ``label_names`` = ``{name: value}`` of the prompts segmented;
 ``prompts`` = ``[{"name", "value", "text"}]``. 3D Slicer names segments from ``label_names``; OHIF maps values
 through the vocabulary in ``/info`` and drops free-text values. Errors: 400 bad prompt/parameter/image, 413 volume
-too large, 503 no usable checkpoint (the model is also hidden from ``/info`` until a checkpoint exists).
+too large, 503 no usable checkpoint (the model is also hidden from ``/info`` until a checkpoint exists). The image
+file is checked before its voxels are read (``textdiffseg.input_files``) and a file the loader cannot read is a 400.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,15 +33,32 @@ from monai.data import MetaTensor
 from monai.transforms import EnsureChannelFirstd, LoadImaged
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
+from nibabel.filebasedimages import ImageFileError
 
 from lib.configs.textdiffseg import AppSettings
 from lib.infers.http_errors import as_http_errors
 from lib.infers.request import parse_infer_params
 from lib.infers.uncertainty_label import UNCERTAINTY_FILE_KEY, write_uncertainty_map
 from lib.model_service import ModelService
+from textdiffseg.inference import InvalidInputError
+from textdiffseg.input_files import check_image_file
 from textdiffseg.serving_utils import label_map_from_probabilities, prompt_uncertainty, voxel_uncertainty
 
 logger = logging.getLogger(__name__)
+
+# A file may hold this many times the voxel budget (the budget counts voxels at the model spacing, and CTs are often
+# finer than that); anything bigger is refused before it is read into memory.
+RAW_VOXELS_PER_BUDGET_VOXEL = 16
+
+# What MONAI's readers (nibabel, ITK, PIL, pynrrd) raise for a file that is not a readable image: a bad upload.
+UNREADABLE_IMAGE_ERRORS = (RuntimeError, OSError, ValueError, EOFError, zlib.error, ImageFileError)
+
+
+def _root_cause(err: BaseException) -> str:
+    """The innermost exception's message (MONAI wraps loader errors in 'applying transform ...')."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
 
 
 class TextPromptInfer(BasicInferTask):
@@ -65,6 +85,16 @@ class TextPromptInfer(BasicInferTask):
     def pre_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
         """Load only: the library resamples to the model spacing and returns on the input grid."""
         return [LoadImaged(keys="image", image_only=True), EnsureChannelFirstd(keys="image")]
+
+    def run_pre_transforms(self, data: dict[str, Any], transforms: Sequence[Callable]) -> dict[str, Any]:
+        """Check the file header first, then load; a file the loader cannot read is a 400 naming the reason."""
+        with as_http_errors():
+            if isinstance(data.get(self.input_key), str):
+                check_image_file(data[self.input_key], self.settings.max_voxels * RAW_VOXELS_PER_BUDGET_VOXEL)
+            try:
+                return super().run_pre_transforms(data, transforms)
+            except UNREADABLE_IMAGE_ERRORS as err:
+                raise InvalidInputError(f"could not read the image: {_root_cause(err)}") from err
 
     def inverse_transforms(self, data: dict[str, Any] | None = None) -> None:
         """Nothing to invert: the prediction is already on the input grid."""

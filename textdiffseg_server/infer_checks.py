@@ -1,0 +1,66 @@
+"""Checks on an ``/infer`` request that MONAI Label leaves to chance, each raising a 4xx ``HTTPException``.
+
+Without them a malformed ``params`` string, an unknown model or image id, or an empty upload ends in a bare 500;
+and MONAI Label treats an ``image`` value naming an existing server-side file as that file, which lets any client
+read arbitrary paths on the server. Here an ``image`` must be an id of the datastore.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from fastapi import HTTPException, UploadFile
+from monailabel.datastore.local import LocalDatastore
+from monailabel.interfaces.app import MONAILabelApp
+
+# MONAI Label session ids are UUID4 strings; anything else must not reach its path joins.
+_SESSION_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+def parse_params(params: str | None) -> dict[str, Any]:
+    """The ``params`` form field as a JSON object (400 when it is not one)."""
+    if params is None or params.strip() == "":
+        return {}
+    try:
+        value = json.loads(params)
+    except json.JSONDecodeError as err:
+        raise HTTPException(400, f"params is not valid JSON: {err.msg} at character {err.pos}") from err
+    if not isinstance(value, dict):
+        raise HTTPException(400, f"params must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def check_model(app: MONAILabelApp, model: str) -> None:
+    """404 unless ``model`` is one of the app's infer models."""
+    models = app.info().get("models", {})
+    if model not in models:
+        known = ", ".join(sorted(models)) or "none"
+        raise HTTPException(404, f"unknown model '{model[:80]}'; this server has: {known}")
+
+
+def check_session(app: MONAILabelApp, session_id: str) -> None:
+    """404 unless ``session_id`` names a live session."""
+    if not _SESSION_ID.match(session_id) or app.sessions() is None or app.sessions().get_session(session_id) is None:
+        raise HTTPException(404, f"session '{session_id[:80]}' does not exist (expired or never created)")
+
+
+def check_upload(file: UploadFile) -> None:
+    """400 for an empty upload (the loader would fail with an unhelpful message)."""
+    file.file.seek(0, 2)
+    size = file.file.tell()
+    file.file.seek(0)
+    if size == 0:
+        raise HTTPException(400, f"uploaded file '{file.filename}' is empty (0 bytes)")
+
+
+def check_image_id(app: MONAILabelApp, image: str) -> None:
+    """404 unless ``image`` is an id in the datastore (never a server path)."""
+    if not image:
+        raise HTTPException(400, "no input: give an image id (?image=...), a session_id, or upload a file")
+    looks_like_path = "/" in image or "\\" in image or image in (".", "..") or "\0" in image
+    datastore = app.datastore()
+    missing = looks_like_path or (isinstance(datastore, LocalDatastore) and not datastore.get_image_uri(image))
+    if missing:
+        raise HTTPException(404, f"image '{image[:120]}' is not in the datastore")
