@@ -24,7 +24,8 @@ from textdiffseg.text.encoder import TextEncoder
 
 def phantom_ct(size: tuple[int, int, int], spacing: tuple[float, float, float]) -> MetaTensor:
     """A phantom CT padded with air / cropped to exactly ``size`` voxels."""
-    case = generate_case(seed=0, index=0, cfg=PhantomConfig(spacing=spacing))
+    cfg = PhantomConfig(spacing=spacing, max_matrix=max(512, size[0], size[1]), max_slices=max(200, size[2]))
+    case = generate_case(seed=0, index=0, cfg=cfg)
     out = np.full(size, -1000, np.int16)
     src = tuple(slice(max(0, (s - t) // 2), max(0, (s - t) // 2) + min(s, t)) for s, t in zip(case.image.shape, size))
     dst = tuple(slice(max(0, (t - s) // 2), max(0, (t - s) // 2) + min(s, t)) for s, t in zip(case.image.shape, size))
