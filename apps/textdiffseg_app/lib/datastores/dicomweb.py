@@ -11,6 +11,7 @@ and converts labels with it; this subclass never needs it. Differences, all on t
 * ``get_label_uri`` returns the cached final label of an image; a SEG made elsewhere (another server, a viewer) is
   downloaded, decoded with pydicom-seg, resampled onto the image grid and cached as ``<image>.nii.gz`` whose
   ``label_info`` comes from the SEG's SegmentLabels, so the trainer names its values like any saved label.
+* ``datalist`` (what training reads) forgets the cached QIDO answers first: new SEGs from anyone are trained on.
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ class SegDICOMWebDatastore(DICOMWebDatastore):
             cache = getattr(method, "cache", None)
             if cache is not None:
                 cache.clear()
+
+    def datalist(self, full_path: bool = True) -> list[dict[str, Any]]:
+        """Training pairs: asks the PACS afresh (no cached answer), so SEGs stored by others since are included."""
+        self._forget_label_queries()
+        return super().datalist(full_path)
 
     def save_label(
         self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any], label_id: str = ""
