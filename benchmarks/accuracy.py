@@ -71,8 +71,9 @@ def train_textdiffseg(
 
 def run(a: argparse.Namespace) -> dict:
     """Train and evaluate every method; returns the JSON-able results."""
-    train_cases = phantom_folder(a.data / "train", a.train_cases, 100, a.phantom_spacing)
-    test_cases = phantom_folder(a.data / "test", a.test_cases, 200, a.phantom_spacing)
+    tag = f"{a.phantom_spacing:g}mm"
+    train_cases = phantom_folder(a.data / f"train_s100_n{a.train_cases}_{tag}", a.train_cases, 100, a.phantom_spacing)
+    test_cases = phantom_folder(a.data / f"test_s200_n{a.test_cases}_{tag}", a.test_cases, 200, a.phantom_spacing)
     encoder = TextEncoder(a.text_encoder)
     results: dict[str, dict] = {}
     for name, ablations in METHODS.items():
@@ -128,10 +129,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """CLI flags."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--budget-s", type=float, default=150.0, help="training wall-clock seconds per method (150)")
-    p.add_argument("--data", type=Path, default=Path("runs/bench_accuracy"), help="phantom folders are cached here")
+    p.add_argument("--data", type=Path, default=Path("runs/bench_accuracy"), help="phantoms are cached here")
     p.add_argument("--train-cases", type=int, default=8)
     p.add_argument("--test-cases", type=int, default=3)
-    p.add_argument("--phantom-spacing", type=float, default=2.5, help="isotropic voxel size of the phantoms (mm)")
+    p.add_argument("--phantom-spacing", type=float, default=4.0, help="isotropic voxel size of the phantoms (mm)")
     p.add_argument("--preset", default="small", choices=("tiny", "small", "default"))
     p.add_argument("--lr", type=float, default=4e-3, help="TextDiffSeg AdamW learning rate (the demo's)")
     p.add_argument("--segresnet-lr", type=float, default=2e-3)

@@ -258,7 +258,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a = p.parse_args(argv)
     a.spacing, a.roi = (1.5, 1.5, 1.5), (96, 96, 96)
     if a.quick:
-        a.roi, a.pixel_windows, a.repeats = (32, 32, 32), 1, 1
+        a.spacing, a.roi, a.pixel_windows, a.repeats = (4.0, 4.0, 4.0), (32, 32, 32), 1, 1
     return a
 
 

@@ -1,0 +1,40 @@
+"""Smoke tests of the benchmark scripts (they print figures; nothing here asserts a timing)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import accuracy  # noqa: E402
+import latency  # noqa: E402
+
+
+@pytest.mark.slow
+def test_latency_quick_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "latency.json"
+    assert latency.main(["--quick", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| TextDiffSeg 5 prompts / 1 prompt |" in printed and "extrapolated" in printed
+    result = json.loads(out.read_text())
+    rows = result["results"][0]["rows"]
+    assert set(rows) == {"textdiffseg_1", "textdiffseg_5", "segresnet", "pixel_diffusion"}
+    assert all(r["wall_s"] > 0 and r["peak_rss_gib"] > 0 for r in rows.values())
+    assert result["machine"]["torch_threads"] >= 1 and len(result["machine"]["loadavg_before"]) == 3
+
+
+def test_accuracy_table_has_a_column_per_method_and_a_mean_row() -> None:
+    scores = {
+        "liver": {"cases": 2, "dice": 0.5, "hd95_mm": 10.0},
+        "spleen": {"cases": 2, "dice": 0.25, "hd95_mm": None},
+    }
+    results = {m: {"train": {"steps": 3}, "scores": scores} for m in ("textdiffseg", "segresnet")}
+    table = accuracy.format_table(results).splitlines()
+    assert table[0] == "| structure | textdiffseg | segresnet |"
+    assert "| liver | 0.500 / 10.0 | 0.500 / 10.0 |" in table
+    assert "| **mean** | 0.375 / 10.0 | 0.375 / 10.0 |" in table
+    assert table[-1] == "| training steps | 3 | 3 |"
