@@ -187,7 +187,7 @@ def test_blank_prompt_is_a_400_and_the_server_keeps_working(server: Server) -> N
     assert "Status: 400" in caught.value.msg and "empty" in caught.value.msg
     bad = requests.post(
         f"{server.url}/infer/{MODEL}?image=phantom_000&output=json",
-        files={"params": (None, json.dumps({"ensemble": 0}))},
+        files={"params": (None, json.dumps({"text_prompt": "liver", "ensemble": 0}))},
         timeout=60,
     )
     assert bad.status_code == 400 and "ensemble" in bad.json()["detail"]

@@ -3,6 +3,8 @@
 MONAI Label validates Keycloak-issued JWTs: it fetches the realm's RSA public key from
 ``MONAI_LABEL_AUTH_REALM_URI`` (a JSON ``{"public_key": ...}``) and reads roles from ``realm_access.roles``. The test
 plays Keycloak's part with a tiny loopback HTTP server and signs tokens itself, so no identity provider is needed.
+MONAI Label's own token check refuses every token under PyJWT 2 (no ``algorithms`` argument); the hardened app
+replaces it (``textdiffseg_server.auth``), which is what makes the valid-token tests pass.
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ class TextPromptInfer(BasicInferTask):
             try:
                 return super().run_pre_transforms(data, transforms)
             except UNREADABLE_IMAGE_ERRORS as err:
-                raise InvalidInputError(f"could not read the image: {_root_cause(err)}") from err
+                reason = _root_cause(err).replace(str(data.get(self.input_key)), "<image>")  # no server paths out
+                raise InvalidInputError(f"could not read the image: {reason}") from err
 
     def inverse_transforms(self, data: dict[str, Any] | None = None) -> None:
         """Nothing to invert: the prediction is already on the input grid."""
