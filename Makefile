@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint pacs pacs-stop
+.PHONY: install data demo serve test lint clean-data demo-checkpoint pacs pacs-stop bench-accuracy bench-latency
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,16 @@ test: install
 
 lint: install
 	$(PY) -m ruff check textdiffseg textdiffseg_server tests $(wildcard apps benchmarks)
+
+# Benchmarks (issue 5): print markdown tables and write JSON under runs/. BUDGET is training seconds per method
+# (150: about 25 min on 2 idle CPU cores; 1800 is the longer setting). LATENCY_ARGS e.g. "--large" or "--device cuda".
+BUDGET ?= 150
+LATENCY_ARGS ?= --large
+bench-accuracy: install
+	$(PY) benchmarks/accuracy.py --budget-s $(BUDGET) --json runs/bench_accuracy/accuracy.json
+
+bench-latency: install
+	$(PY) benchmarks/latency.py $(LATENCY_ARGS) --json runs/bench_latency/latency.json
 
 # How the shipped demo checkpoint was made (about 35 minutes on 2 CPU cores): 12 training phantoms from a seed the
 # demo datastore does not use, the `small` preset, then evaluated on the demo datastore (seed 0, held out).

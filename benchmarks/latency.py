@@ -106,6 +106,7 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int = 1) -> d
             walls.append(time.perf_counter() - start)
         peaks.append(rss.peak)
         starts.append(rss.start)
+    print(f"  {[round(w, 2) for w in walls]} s, peak RSS {max(peaks) / GIB:.2f} GiB", file=sys.stderr, flush=True)
     row = {
         "wall_s": round(statistics.median(walls), 3),
         "wall_runs_s": [round(w, 3) for w in walls],
@@ -281,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     started = time.perf_counter()
     for name, (size, spacing) in cts.items():
+        print(f"CT {name}", file=sys.stderr, flush=True)
         image = phantom_ct(size, spacing)
         results.append(bench_ct(name, image, nets, a, device))
         del image
@@ -303,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(format_tables(results, a, steps))
     if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"machine": machine, "results": results}, indent=1))
     return 0
 
