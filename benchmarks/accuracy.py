@@ -1,7 +1,7 @@
 """Accuracy at equal training time: TextDiffSeg, its three ablations and a MONAI SegResNet, on held-out phantoms.
 
-Run: ``python benchmarks/accuracy.py [--budget-s 150] [--json OUT]`` (about 25 minutes on 2 CPU cores with the
-default budget; ``--budget-s 1800`` is the longer setting, about 2.8 hours).
+Run: ``python benchmarks/accuracy.py [--budget-s 150] [--json OUT]`` (45 minutes on 2 heavily shared CPU cores with
+the default budget; ``--budget-s 1800`` is the longer setting: about 2.5 hours plus evaluation).
 
 Every method trains from scratch on the same phantom training cases (seed 100), at the same working spacing and
 patch size (the TextDiffSeg preset's), one patch per optimisation step, for the same wall-clock budget; then
