@@ -49,7 +49,7 @@ lint: install
 	$(PY) -m ruff check textdiffseg textdiffseg_server tests $(wildcard apps benchmarks)
 
 # Benchmarks (issue 5): print markdown tables and write JSON under runs/. BUDGET is training seconds per method
-# (150: about 25 min on 2 idle CPU cores; 1800 is the longer setting). LATENCY_ARGS e.g. "--large" or "--device cuda".
+# (150 took 45 min on 2 heavily shared cores here; 1800 is the longer setting). LATENCY_ARGS: "--large", "--device cuda".
 BUDGET ?= 150
 LATENCY_ARGS ?= --large
 bench-accuracy: install
