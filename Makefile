@@ -43,7 +43,7 @@ pacs-stop:
 	bash scripts/pacs.sh stop
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
 
 lint: install
 	$(PY) -m ruff check textdiffseg textdiffseg_server tests $(wildcard apps benchmarks)
