@@ -20,6 +20,8 @@ from textdiffseg.serving_utils import label_map_from_probabilities
 from textdiffseg.text.encoder import TextEncoder
 
 DEFAULT_MAX_VOXELS = 64_000_000  # of the volume resampled to the model spacing
+MIN_SPACING_MM = 0.05  # voxel sizes outside these bounds are refused (here and in ``input_files``)
+MAX_SPACING_MM = 50.0
 
 
 class InvalidInputError(ValueError):
@@ -51,8 +53,10 @@ def check_image(image: MetaTensor, spacing: tuple[float, float, float], max_voxe
     if not torch.isfinite(image).all():
         raise InvalidInputError("image contains NaN or infinite values")
     zooms = np.sqrt((np.asarray(image.affine, dtype=float)[:3, :3] ** 2).sum(0))
-    if not np.all((zooms >= 0.05) & (zooms <= 50.0)):
-        raise InvalidInputError(f"voxel spacing {tuple(np.round(zooms, 4))} mm is outside 0.05-50 mm")
+    if not np.all((zooms >= MIN_SPACING_MM) & (zooms <= MAX_SPACING_MM)):
+        raise InvalidInputError(
+            f"voxel spacing {tuple(np.round(zooms, 4))} mm is outside {MIN_SPACING_MM:g}-{MAX_SPACING_MM:g} mm"
+        )
     resampled = np.prod(np.asarray(image.shape[1:]) * zooms / np.asarray(spacing))
     if resampled > max_voxels:
         raise VolumeTooLargeError(

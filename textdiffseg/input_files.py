@@ -14,10 +14,8 @@ import nibabel as nib
 import numpy as np
 from nibabel.openers import ImageOpener
 
-from textdiffseg.inference import InvalidInputError, VolumeTooLargeError
+from textdiffseg.inference import MAX_SPACING_MM, MIN_SPACING_MM, InvalidInputError, VolumeTooLargeError
 
-MIN_SPACING_MM = 0.05
-MAX_SPACING_MM = 50.0
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 

@@ -33,8 +33,15 @@ def parse_params(params: str | None) -> dict[str, Any]:
 
 
 def check_model(app: MONAILabelApp, model: str) -> None:
-    """404 unless ``model`` is one of the app's infer models."""
-    models = app.info().get("models", {})
+    """404 unless ``model`` is one of the app's infer tasks.
+
+    Read from the app's task table (``_infers``, MONAI Label has no public accessor) rather than ``app.info()``:
+    ``info()`` hides models without a usable checkpoint, which must stay a 503 naming the missing checkpoint, and it
+    would compute the datastore status a second time per request (``run_inference`` already calls it once).
+    """
+    models = getattr(app, "_infers", None)
+    if models is None:
+        models = app.info().get("models", {})
     if model not in models:
         known = ", ".join(sorted(models)) or "none"
         raise HTTPException(404, f"unknown model '{model[:80]}'; this server has: {known}")
