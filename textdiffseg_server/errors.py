@@ -11,7 +11,12 @@ import json
 import logging
 from typing import Any
 
-from monailabel.interfaces.exception import MONAILabelError, MONAILabelException
+from monailabel.interfaces.exception import (
+    ImageNotFoundException,
+    LabelNotFoundException,
+    MONAILabelError,
+    MONAILabelException,
+)
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +35,11 @@ def _first_line(text: str) -> str:
 
 def error_answer(exc: BaseException) -> tuple[int, str]:
     """The HTTP status and one-line message for an exception that escaped the endpoint."""
+    status = getattr(exc, "http_status", None)  # the project's client errors (unsafe names, bad stored files)
+    if isinstance(status, int) and 400 <= status < 500:
+        return status, _first_line(str(exc))
+    if isinstance(exc, ImageNotFoundException | LabelNotFoundException):
+        return 404, _first_line(str(exc))
     if isinstance(exc, MONAILabelException):
         status = 400 if exc.error in _CLIENT_ERRORS else 500
         return status, _first_line(str(exc.msg)) or exc.error.value

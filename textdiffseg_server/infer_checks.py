@@ -15,8 +15,15 @@ from fastapi import HTTPException, UploadFile
 from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.app import MONAILabelApp
 
-# MONAI Label session ids are UUID4 strings; anything else must not reach its path joins.
+from textdiffseg_server.names import UnsafeNameError, check_name
+
+# MONAI Label session ids are UUID strings; anything else must not reach its path joins.
 _SESSION_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+# Request keys MONAI Label sets itself from the query, the upload or the session; ``params`` must not override them
+# (``"image": "/etc/passwd"`` would segment a server file, ``"model"`` would skip the model check).
+RESERVED_PARAMS = ("image", "label", "session", "model")
+RESULT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def parse_params(params: str | None) -> dict[str, Any]:
@@ -30,6 +37,24 @@ def parse_params(params: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise HTTPException(400, f"params must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """400 for ``params`` values that would reach a path or a logger unchecked (see ``RESERVED_PARAMS``)."""
+    for key in RESERVED_PARAMS:
+        if key in params:
+            raise HTTPException(400, f"params may not set '{key}': give it in the query (?{key}=...) or upload a file")
+    try:
+        if params.get("label_tag") not in (None, ""):
+            check_name(params["label_tag"], "label_tag")
+    except UnsafeNameError as err:
+        raise HTTPException(400, str(err)) from err
+    extension = params.get("result_extension")
+    if extension not in (None, "") and extension not in RESULT_EXTENSIONS:
+        raise HTTPException(400, f"result_extension must be one of {', '.join(RESULT_EXTENSIONS)}")
+    level = params.get("logging")
+    if level is not None and (not isinstance(level, str) or level.upper() not in LOG_LEVELS):
+        raise HTTPException(400, f"logging must be one of {', '.join(LOG_LEVELS)}")
 
 
 def check_model(app: MONAILabelApp, model: str) -> None:
@@ -63,11 +88,13 @@ def check_upload(file: UploadFile) -> None:
 
 
 def check_image_id(app: MONAILabelApp, image: str) -> None:
-    """404 unless ``image`` is an id in the datastore (never a server path)."""
+    """400 for an unsafe name (never read as a server path), 404 unless ``image`` is an id in the datastore."""
     if not image:
         raise HTTPException(400, "no input: give an image id (?image=...), a session_id, or upload a file")
-    looks_like_path = "/" in image or "\\" in image or image in (".", "..") or "\0" in image
+    try:
+        check_name(image, "image")
+    except UnsafeNameError as err:
+        raise HTTPException(400, str(err)) from err
     datastore = app.datastore()
-    missing = looks_like_path or (isinstance(datastore, LocalDatastore) and not datastore.get_image_uri(image))
-    if missing:
+    if isinstance(datastore, LocalDatastore) and image not in datastore.list_images():
         raise HTTPException(404, f"image '{image[:120]}' is not in the datastore")

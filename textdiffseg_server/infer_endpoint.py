@@ -15,9 +15,17 @@ from monailabel.config import settings
 from monailabel.endpoints.infer import ResultType, run_inference
 from monailabel.endpoints.user.auth import RBAC, User
 from monailabel.interfaces.utils.app import app_instance
+from monailabel.utils.others.generic import remove_file
 
 from textdiffseg_server.form_guard import params_encoding_error
-from textdiffseg_server.infer_checks import check_image_id, check_model, check_session, check_upload, parse_params
+from textdiffseg_server.infer_checks import (
+    check_image_id,
+    check_model,
+    check_params,
+    check_session,
+    check_upload,
+    parse_params,
+)
 
 router = APIRouter(prefix="/infer", tags=["Infer"])
 
@@ -39,7 +47,7 @@ def infer(
     encoding_error = params_encoding_error(request)
     if encoding_error:
         raise HTTPException(400, encoding_error)
-    parse_params(params)
+    check_params(parse_params(params))
     app = app_instance()
     check_model(app, model)
     if session_id:
@@ -48,4 +56,19 @@ def infer(
         check_upload(file)
     else:
         check_image_id(app, image)
-    return run_inference(background_tasks, model, image, session_id, params, file, label, output)
+    try:
+        return run_inference(background_tasks, model, image, session_id, params, file, label, output)
+    except BaseException:
+        remove_temp_files(background_tasks)
+        raise
+
+
+def remove_temp_files(background_tasks: BackgroundTasks) -> None:
+    """Run the clean-up MONAI Label scheduled for after the response (uploads it saved to temp files) right away.
+
+    Background tasks only run after a successful response, so without this every refused upload stays in the
+    temp folder.
+    """
+    for task in background_tasks.tasks:
+        if task.func is remove_file:
+            task.func(*task.args, **task.kwargs)

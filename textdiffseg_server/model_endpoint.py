@@ -1,0 +1,59 @@
+"""``PUT /model/{model}``: an admin replaces the served checkpoint, only with one that loads.
+
+MONAI Label copies whatever bytes arrive over the served file (any annotator may, and a garbage upload makes every
+infer a 503). Here the upload is written beside the served file, loaded as a TextDiffSeg checkpoint
+(``weights_only=True``, config and weights checked), and only then renamed over it, atomically; a file that does not
+load is a 400 and the served model is untouched. ``policy`` already restricted the route to admins.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, UploadFile
+from monailabel.config import settings
+from monailabel.endpoints.user.auth import RBAC, User
+from monailabel.interfaces.utils.app import app_instance
+from monailabel.utils.others.generic import file_checksum
+
+from textdiffseg.checkpoint import CheckpointError, load_checkpoint
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/model", tags=["Model"])
+
+
+@router.put("/{model}", summary="Replace the served checkpoint (admin; the upload must load)")
+def update_model(
+    model: str,
+    file: UploadFile,
+    user: Annotated[User, Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ADMIN))],
+) -> dict:
+    """Validate the uploaded checkpoint, then publish it atomically as the model's served file."""
+    instance = app_instance()
+    if model not in getattr(instance, "_infers", {}):
+        raise HTTPException(404, f"unknown model '{model[:80]}'")
+    served = instance.model_file(model, validate=False)
+    if not served:
+        raise HTTPException(404, f"model '{model}' has no checkpoint file configured")
+    served_path = Path(served)
+    served_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{served_path.name}.", suffix=".upload", dir=served_path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(file.file, out)
+        try:
+            load_checkpoint(tmp)
+        except CheckpointError as err:
+            raise HTTPException(400, "the upload is not a loadable TextDiffSeg checkpoint") from err
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, served_path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    logger.info("model %s replaced by %s", model, user.username)
+    return {"checksum": file_checksum(str(served_path)), "modified_time": int(served_path.stat().st_mtime)}
