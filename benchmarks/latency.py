@@ -42,12 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import DenseSegmenter, PixelDiffusionNet, PixelDiffusionSegmenter, make_segresnet  # noqa: E402
 from model_timing import phantom_ct  # noqa: E402
 
-from textdiffseg.checkpoint import load_checkpoint  # noqa: E402
+from textdiffseg.checkpoint import load_for_inference  # noqa: E402
 from textdiffseg.config import preset_config  # noqa: E402
 from textdiffseg.data.label_maps import PHANTOM_TARGETS  # noqa: E402
 from textdiffseg.inference import Segmenter  # noqa: E402
 from textdiffseg.networks.model import TextDiffSeg  # noqa: E402
-from textdiffseg.text.encoder import TextEncoder  # noqa: E402
 
 DEMO_CKPT = Path(__file__).resolve().parents[1] / "apps/textdiffseg_app/model/pretrained_textdiffseg.pt"
 PROMPTS_5 = ["liver", "spleen", "left kidney", "right kidney", "pancreas"]
@@ -221,9 +220,7 @@ def format_tables(results: list[dict], a: argparse.Namespace, steps: int) -> str
 
 def build_nets(a: argparse.Namespace, device: torch.device) -> tuple[dict, int]:
     """The segmenters of every phase (TextDiffSeg from the demo checkpoint; baselines with seeded random weights)."""
-    model, _ = load_checkpoint(a.ckpt)
-    encoder = TextEncoder(model.config.text_encoder, device=str(device))
-    load_checkpoint(a.ckpt, encoder)
+    model, encoder = load_for_inference(a.ckpt, device=device)
     steps = model.config.sampling_steps
     nets: dict = {"textdiffseg": Segmenter(model, encoder, device=device, sw_batch_size=a.sw_batch_size)}
     a.tds_spacing, a.tds_roi = model.config.spacing, model.config.roi_size

@@ -12,6 +12,7 @@ Each figure is the minimum over ``--repeats`` runs (the least disturbed by other
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -28,9 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency import DEMO_CKPT, PeakRSS, release_memory  # noqa: E402
 from model_timing import phantom_ct  # noqa: E402
 
-from textdiffseg.checkpoint import load_checkpoint  # noqa: E402
+from textdiffseg.checkpoint import load_for_inference  # noqa: E402
 from textdiffseg.inference import Segmenter, to_input_grid  # noqa: E402
-from textdiffseg.text.encoder import TextEncoder  # noqa: E402
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     threads = torch.get_num_threads()
     image = phantom_ct(tuple(a.size), tuple(a.spacing))
-    model, _ = load_checkpoint(DEMO_CKPT)
-    encoder = TextEncoder(model.config.text_encoder)
+    model, encoder = load_for_inference(DEMO_CKPT)
     segmenter = Segmenter(model, encoder)
     resampled = Spacing(pixdim=model.config.spacing, mode="bilinear")(Orientation(axcodes="RAS")(image.float()))
     one_map = torch.rand(1, *resampled.shape[1:])
@@ -90,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     compare("torch threads", f"{threads} -> 1", predict, one_thread)
     batched = Segmenter(model, encoder, sw_batch_size=2)
     compare("sliding-window batch", "1 -> 2 windows per call", predict, lambda: batched.predict(image, ["liver"]))
-    channels_last = Segmenter(load_checkpoint(DEMO_CKPT)[0].to(memory_format=torch.channels_last_3d), encoder)
+    channels_last = Segmenter(copy.deepcopy(model).to(memory_format=torch.channels_last_3d), encoder)
     compare("channels-last 3D model", "off -> on", predict, lambda: channels_last.predict(image, ["liver"]))
     print(f"CT {tuple(a.size)} at {tuple(a.spacing)} mm; demo checkpoint; torch threads {threads}; load average "
           f"before {[round(x, 2) for x in load_before]} after {[round(x, 2) for x in os.getloadavg()]}; "

@@ -21,15 +21,11 @@ from textdiffseg.checkpoint import save_checkpoint
 from textdiffseg.config import tiny_config
 from textdiffseg.data.label_maps import PHANTOM_TARGETS
 from textdiffseg.data.vocabulary import PromptVocabulary
+from textdiffseg.label_fusion import label_map_from_probabilities
+from textdiffseg.label_info import targets_from_label_info
 from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.prompts import PromptError
-from textdiffseg.serving_utils import (
-    image_uncertainty,
-    label_map_from_probabilities,
-    prompt_uncertainty,
-    targets_from_label_info,
-    voxel_uncertainty,
-)
+from textdiffseg.uncertainty import image_uncertainty, prompt_uncertainty, voxel_uncertainty
 
 APP_DIR = Path(__file__).resolve().parents[1] / "apps" / "textdiffseg_app"
 VOCAB = PromptVocabulary.load()
@@ -50,17 +46,15 @@ def app_lib() -> Iterator[SimpleNamespace]:
         import lib.activelearning.diffusion_uncertainty as strategy
         import lib.activelearning.random_guarded as random_guarded
         import lib.configs.textdiffseg as config
-        import lib.infers.request as infer_request
+        import lib.infers.infer_params as infer_request
         import lib.infers.text_prompt as text_prompt
-        import lib.model_service as model_service
         import lib.trainers.cases as cases
-        import lib.trainers.request as train_request
+        import lib.trainers.train_params as train_request
 
         yield SimpleNamespace(
             config=config,
             infer_request=infer_request,
             text_prompt=text_prompt,
-            model_service=model_service,
             train_request=train_request,
             cases=cases,
             strategy=strategy,
@@ -79,6 +73,7 @@ def test_conf_defaults(app_lib: SimpleNamespace, tmp_path: Path) -> None:
     assert settings.ensemble == 1 and settings.uncertainty_ensemble == 4
     assert settings.text_encoder is None and settings.sampling_steps is None and settings.roi_size is None
     assert settings.use_pretrained_model and settings.labels is None and not settings.auto_update_scoring
+    assert (settings.max_denoiser_calls, settings.max_train_steps) == (100_000, 20_000)
     assert settings.vocabulary.index_map() == INDEX
     assert settings.published_model == tmp_path.resolve() / "model" / "textdiffseg.pt"
     assert settings.device in ("cpu", "cuda")
@@ -98,6 +93,8 @@ def test_conf_values_are_parsed_from_strings(app_lib: SimpleNamespace, tmp_path:
         "labels": str(vocab),
         "max_voxels": "1000",
         "train_steps_per_epoch": "9",
+        "max_denoiser_calls": "500",
+        "max_train_steps": "90",
         "train_preset": "tiny",
         "auto_update_scoring": "true",
         "server_mode": "true",  # MONAI Label's own key: ignored
@@ -107,6 +104,7 @@ def test_conf_values_are_parsed_from_strings(app_lib: SimpleNamespace, tmp_path:
     assert s.roi_size == (96, 96, 64) and s.device == "cpu" and not s.use_pretrained_model
     assert s.vocabulary.index_map() == {"liver": 1, "spleen": 2} and s.labels == vocab.resolve()
     assert (s.max_voxels, s.train_steps_per_epoch, s.train_preset, s.auto_update_scoring) == (1000, 9, "tiny", True)
+    assert (s.max_denoiser_calls, s.max_train_steps) == (500, 90)
 
 
 @pytest.mark.parametrize(
@@ -124,6 +122,9 @@ def test_conf_values_are_parsed_from_strings(app_lib: SimpleNamespace, tmp_path:
         ("labels", "/no/such/vocabulary.json"),
         ("max_voxels", "0"),
         ("train_steps_per_epoch", "many"),
+        ("train_steps_per_epoch", "100001"),
+        ("max_denoiser_calls", "0"),
+        ("max_train_steps", "lots"),
         ("train_preset", "huge"),
         ("auto_update_scoring", "2"),
     ],
@@ -198,7 +199,7 @@ def test_infer_request_values_and_defaults(app_lib: SimpleNamespace) -> None:
 
 def test_train_request_collapses_client_lists_and_validates(app_lib: SimpleNamespace) -> None:
     parse = app_lib.train_request.parse_train_params
-    params = parse({"device": ["cpu"], "max_epochs": "3", "tracking": ["mlflow", "None"]}, 10, "cpu")
+    params = parse({"device": ["cpu"], "max_epochs": "3", "tracking": ["mlflow", "None"]}, 10, "cpu", 20_000)
     assert (params.name, params.pretrained, params.steps, params.device, params.tracking) == (
         "train_01",
         True,
@@ -208,7 +209,18 @@ def test_train_request_collapses_client_lists_and_validates(app_lib: SimpleNames
     )
     for key, value in [("name", "../outside"), ("max_epochs", 0), ("learning_rate", "fast"), ("device", "tpu")]:
         with pytest.raises(ValueError, match=f"'{key}'"):
-            parse({key: value}, 10, "cpu")
+            parse({key: value}, 10, "cpu", 20_000)
+    assert parse({"max_epochs": "", "pretrained": [""], "train_steps_per_epoch": 4.0}, 10, "cpu", 20_000).steps == 8
+
+
+def test_train_request_total_steps_are_capped(app_lib: SimpleNamespace) -> None:
+    parse = app_lib.train_request.parse_train_params
+    assert parse({"max_epochs": 100, "train_steps_per_epoch": 200}, 10, "cpu", 20_000).steps == 20_000
+    with pytest.raises(ValueError, match=r"max_epochs 100 x train_steps_per_epoch 201 = 20,100 .* limit of 20,000"):
+        parse({"max_epochs": 100, "train_steps_per_epoch": 201}, 10, "cpu", 20_000)
+    for key, value in [("max_epochs", 1001), ("train_steps_per_epoch", 100_001)]:
+        with pytest.raises(ValueError, match=f"'{key}'"):
+            parse({key: value}, 1, "cpu", 10**9)
 
 
 # --- label info -> training targets ----------------------------------------------------------------------------------
@@ -307,7 +319,7 @@ def test_random_strategy_survives_zero_weights(app_lib: SimpleNamespace) -> None
 
 def _infer_task(app_lib: SimpleNamespace, app_dir: Path, conf: dict[str, str]) -> object:
     settings = app_lib.config.parse_conf(conf, app_dir)
-    return app_lib.text_prompt.TextPromptInfer(settings, app_lib.model_service.ModelService(settings))
+    return app_lib.text_prompt.TextPromptInfer(settings, app_lib.config.build_service(settings))
 
 
 def _volume(path: Path, shape: tuple[int, ...], spacing: float = 2.0) -> str:
@@ -326,11 +338,12 @@ def test_infer_without_a_checkpoint_is_a_503(app_lib: SimpleNamespace, tmp_path:
 def test_bad_prompt_image_and_size_are_4xx(app_lib: SimpleNamespace, tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
     save_checkpoint(tmp_path / "model" / "pretrained_textdiffseg.pt", TextDiffSeg(tiny_config()))
-    task = _infer_task(app_lib, tmp_path, {"max_voxels": "1000"})
+    task = _infer_task(app_lib, tmp_path, {"max_voxels": "1000", "max_denoiser_calls": "10"})
     assert task.is_valid()
     ct = _volume(tmp_path / "ct.nii.gz", (8, 8, 8))
     cases = [
         ({"image": ct, "text_prompt": "  "}, 400, "empty"),
+        ({"image": ct, "text_prompt": "liver", "ensemble": 32}, 413, "96 denoiser calls"),
         ({"image": _volume(tmp_path / "slice.nii.gz", (8, 8, 1)), "text_prompt": "liver"}, 400, "2D"),
         ({"image": _volume(tmp_path / "big.nii.gz", (12, 12, 12), 6.0), "text_prompt": "liver"}, 413, "budget"),
         ({"image": _volume(tmp_path / "huge.nii.gz", (64, 64, 64)), "text_prompt": "liver"}, 413, "limit"),

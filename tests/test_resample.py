@@ -1,4 +1,4 @@
-"""``inference.to_input_grid`` (separable trilinear resampling) gives MONAI ``ResampleToMatch``'s values."""
+"""``input_grid.to_input_grid`` (separable trilinear resampling) gives MONAI ``ResampleToMatch``'s values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Orientation, ResampleToMatch, Spacing
 
-from textdiffseg.inference import to_input_grid
+from textdiffseg.input_grid import to_input_grid
 
 
 def _reference(maps: torch.Tensor, affine: torch.Tensor, original: MetaTensor) -> np.ndarray:

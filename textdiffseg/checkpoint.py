@@ -1,14 +1,20 @@
-"""Checkpoints: config + weights (+ optional training state), written atomically, read with ``weights_only=True``."""
+"""Checkpoints: config + weights (+ optional training state), written atomically, read with ``weights_only=True``.
+
+:func:`load_for_inference` is the one loader for serving, evaluation and benchmarks (as diffusers'
+``from_pretrained``): it reads the file once, builds the text encoder the checkpoint records (or the one given),
+validates it against the checkpoint once and returns both. :func:`load_checkpoint` also returns the training state
+(for resuming and fine-tuning).
+"""
 
 from __future__ import annotations
 
-import os
-import tempfile
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from textdiffseg.atomic_files import torch_save_atomic
 from textdiffseg.config import ModelConfig
 from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.text.encoder import TextEncoder
@@ -20,26 +26,6 @@ class CheckpointError(RuntimeError):
     """A checkpoint is unreadable, of another format, or was trained with another text encoder."""
 
 
-def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
-
-    Readers see either the old file or the new one, never a partial write (a SIGKILL mid-save leaves the old one).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_checkpoint(path: str | Path, model: TextDiffSeg, extra: dict[str, Any] | None = None) -> Path:
     """Save a model's config and weights (and ``extra`` training state: plain containers and tensors only)."""
     payload: dict[str, Any] = {
@@ -49,7 +35,7 @@ def save_checkpoint(path: str | Path, model: TextDiffSeg, extra: dict[str, Any] 
     }
     if extra:
         payload["extra"] = extra
-    return save_atomic(payload, path)
+    return torch_save_atomic(payload, path)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -63,6 +49,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a TextDiffSeg checkpoint (format {FORMAT})")
     return payload
+
+
+def _config(payload: dict[str, Any], path: str | Path) -> ModelConfig:
+    try:
+        return ModelConfig.from_json(payload["config"])
+    except (KeyError, ValueError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path} has an unreadable config: {err}") from err
+
+
+def read_config(path: str | Path) -> ModelConfig:
+    """The model config a checkpoint records (e.g. its text encoder), without building the model."""
+    return _config(read_checkpoint(path), path)
 
 
 def check_text_encoder(config: ModelConfig, encoder: TextEncoder, source: str = "checkpoint") -> None:
@@ -79,15 +77,45 @@ def check_text_encoder(config: ModelConfig, encoder: TextEncoder, source: str = 
         )
 
 
-def load_checkpoint(path: str | Path, encoder: TextEncoder | None = None) -> tuple[TextDiffSeg, dict[str, Any]]:
-    """Rebuild the model from a checkpoint; if ``encoder`` is given it must be the one the model was trained with."""
-    payload = read_checkpoint(path)
-    try:
-        config = ModelConfig.from_json(payload["config"])
-    except (KeyError, ValueError, TypeError) as err:
-        raise CheckpointError(f"checkpoint {path} has an unreadable config: {err}") from err
-    if encoder is not None:
-        check_text_encoder(config, encoder, source=f"checkpoint {Path(path).name}")
+def _model(config: ModelConfig, payload: dict[str, Any]) -> TextDiffSeg:
     model = TextDiffSeg(config)
     model.load_state_dict(payload["state_dict"])
-    return model.eval(), payload.get("extra", {})
+    return model.eval()
+
+
+def load_checkpoint(path: str | Path, encoder: TextEncoder | None = None) -> tuple[TextDiffSeg, dict[str, Any]]:
+    """The model and its training state; a given ``encoder`` must be the one the model was trained with."""
+    payload = read_checkpoint(path)
+    config = _config(payload, path)
+    if encoder is not None:
+        check_text_encoder(config, encoder, source=f"checkpoint {Path(path).name}")
+    return _model(config, payload), payload.get("extra", {})
+
+
+def load_for_inference(
+    path: str | Path,
+    text_encoder: str | None = None,
+    device: str | torch.device = "cpu",
+    encoder_cache: MutableMapping[str, TextEncoder] | None = None,
+) -> tuple[TextDiffSeg, TextEncoder]:
+    """The model of a checkpoint and its text encoder, ready for :class:`textdiffseg.inference.Segmenter`.
+
+    Args:
+        path: the checkpoint.
+        text_encoder: where to load the text encoder from; ``None`` = the name the checkpoint records.
+        device: where the model and the encoder run.
+        encoder_cache: encoders already loaded, by name; a long-lived caller (the service) passes one so that a
+            reloaded checkpoint reuses its encoder (and the encoder's prompt-embedding cache).
+
+    Raises:
+        CheckpointError: unreadable checkpoint, or an encoder other than the one the model was trained with.
+        TextEncoderError: the encoder cannot be loaded.
+    """
+    payload = read_checkpoint(path)
+    config = _config(payload, path)
+    name = text_encoder or config.text_encoder
+    cache = encoder_cache if encoder_cache is not None else {}
+    if name not in cache:
+        cache[name] = TextEncoder(name, device=str(device))
+    check_text_encoder(config, cache[name], source=f"checkpoint {Path(path).name}")
+    return _model(config, payload).to(device), cache[name]

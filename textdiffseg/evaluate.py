@@ -20,10 +20,10 @@ import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
 from monai.transforms import EnsureChannelFirst, LoadImage
 
-from textdiffseg.checkpoint import CheckpointError, load_checkpoint
+from textdiffseg.checkpoint import CheckpointError, load_for_inference
 from textdiffseg.data.folders import DatasetFolderError, LabelledCase, load_folder
 from textdiffseg.inference import Segmenter
-from textdiffseg.text.encoder import TextEncoder, TextEncoderError
+from textdiffseg.text.encoder import TextEncoderError
 
 EMPTY_VOXELS = 10  # a predicted mask with fewer voxels counts as "empty" for absent structures
 
@@ -112,9 +112,7 @@ def run_evaluation(
     device: str = "cpu",
 ) -> dict[str, dict]:
     """Load a checkpoint (and the text encoder it records) and evaluate it on a folder; returns the summary."""
-    model, _ = load_checkpoint(ckpt)
-    encoder = TextEncoder(text_encoder or model.config.text_encoder)
-    load_checkpoint(ckpt, encoder)  # refuses a mismatched encoder with a clear message
+    model, encoder = load_for_inference(ckpt, text_encoder, device)  # refuses a mismatched encoder
     segmenter = Segmenter(model, encoder, steps=steps, ensemble=ensemble, device=device)
     cases = load_folder(data)[:limit] if limit else load_folder(data)
     return {name: s.summary() for name, s in sorted(evaluate_cases(segmenter, cases).items())}

@@ -1,25 +1,34 @@
 """Whole-CT inference: checks, resampling to the model spacing and back, sliding windows, multi-prompt label maps.
 
 ``Segmenter.predict`` takes a CT as a MONAI ``MetaTensor`` (channel first, HU, any orientation/spacing) and returns
-per-prompt probabilities, uncertainty and a label map on exactly the input's voxel grid (same affine and shape).
+per-prompt probabilities, uncertainty and a label map (with the caller's output values) on exactly the input's voxel
+grid (same affine and shape). :class:`WholeVolumePipeline` is that pipeline around any volume predictor (the
+benchmarks' baselines use it too).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from monai.data import MetaTensor
+from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
-from monai.transforms import Orientation, ResampleToMatch, ScaleIntensityRange, Spacing
+from monai.transforms import Orientation, ScaleIntensityRange, Spacing
 
 from textdiffseg.diffusion.sampling import sample_masks
+from textdiffseg.input_grid import to_input_grid
+from textdiffseg.label_fusion import check_label_values, label_map_from_probabilities
 from textdiffseg.networks.model import TextDiffSeg
-from textdiffseg.serving_utils import label_map_from_probabilities
 from textdiffseg.text.encoder import TextEncoder
 
 DEFAULT_MAX_VOXELS = 64_000_000  # of the volume resampled to the model spacing
+# Denoiser calls per request (prompts x ensemble x steps x sliding windows) a server allows by default: a default
+# request (1 prompt, ensemble 1, the checkpoint's 5 steps) on a 512x512x300 CT needs 5 to a few hundred, while
+# 16 prompts x ensemble 32 x 1000 steps needs 512,000 on a single window.
+DEFAULT_MAX_DENOISER_CALLS = 100_000
 MIN_SPACING_MM = 0.05  # voxel sizes outside these bounds are refused (here and in ``input_files``)
 MAX_SPACING_MM = 50.0
 
@@ -32,6 +41,10 @@ class VolumeTooLargeError(InvalidInputError):
     """The volume resampled to the model spacing exceeds the voxel budget."""
 
 
+class ComputeBudgetError(InvalidInputError):
+    """The request needs more denoiser calls than the per-request compute budget allows."""
+
+
 @dataclass
 class Prediction:
     """Per-prompt results on the input's voxel grid."""
@@ -39,7 +52,7 @@ class Prediction:
     prompts: list[str]
     probability: np.ndarray  # (P, X, Y, Z) float32
     uncertainty: np.ndarray  # (P, X, Y, Z) float32, binary entropy (bits) of the ensemble mean
-    label_map: np.ndarray  # (X, Y, Z) uint8, value i+1 for prompts[i]; the more confident prompt wins overlaps
+    label_map: np.ndarray  # (X, Y, Z) uint8, values[i] for prompts[i]; the more confident prompt wins overlaps
     affine: np.ndarray  # 4x4, equal to the input's
 
 
@@ -64,67 +77,77 @@ def check_image(image: MetaTensor, spacing: tuple[float, float, float], max_voxe
         )
 
 
-def _axis_weights(n_out: int, scale: float, offset: float, n_in: int) -> tuple[torch.Tensor, ...]:
-    """Linear-interpolation indices and weights along one axis; samples outside ``[0, n_in)`` weigh 0 (zeros)."""
-    x = scale * torch.arange(n_out, dtype=torch.float64) + offset
-    i0 = torch.floor(x)
-    frac = x - i0
-    i0 = i0.long()
-    i1 = i0 + 1
-    w0 = (1 - frac) * ((i0 >= 0) & (i0 < n_in))
-    w1 = frac * ((i1 >= 0) & (i1 < n_in))
-    return i0.clamp(0, n_in - 1), i1.clamp(0, n_in - 1), w0.float(), w1.float()
+def sliding_window_count(shape: Sequence[int], roi_size: Sequence[int], overlap: float) -> int:
+    """How many windows MONAI's ``sliding_window_inference`` runs on a volume of ``shape`` (same padding and math)."""
+    image_size = [max(int(s), int(r)) for s, r in zip(shape, roi_size)]
+    interval = [r if r == s else max(1, int(r * (1 - overlap))) for s, r in zip(image_size, roi_size)]
+    return len(dense_patch_slices(image_size, roi_size, interval))
 
 
-def to_input_grid(
-    maps: torch.Tensor,
-    affine: torch.Tensor | np.ndarray,
-    original: MetaTensor,
-    out: np.ndarray | None = None,
-    chunk: int = 32,
-) -> np.ndarray:
-    """Resample (C, D, H, W) maps on the grid ``affine`` (trilinear, zeros outside) onto ``original``'s voxel grid.
+class WholeVolumePipeline:
+    """Whole-CT inference around a volume predictor, from the input CT to a :class:`Prediction` on its grid.
 
-    The same values as MONAI ``ResampleToMatch(mode="bilinear", padding_mode="zeros")`` (to float rounding). When
-    the two grids differ by axis flips, permutations, scaling and shifts only (always the case after
-    ``Orientation`` + ``Spacing`` of an axis-aligned CT) the interpolation is done one axis at a time and written
-    into ``out`` in slabs of ``chunk`` rows: several times faster, and without MONAI's full-size sampling grid
-    (12 bytes per output voxel). Oblique grids go through ``ResampleToMatch``.
+    Checks, RAS + resampling to ``spacing``, intensity scaling, every map resampled back onto the input grid, one
+    label map with the caller's values. Subclasses implement :meth:`segment_volume` and may refuse a request in
+    :meth:`check_request`.
+
+    Args:
+        spacing: the working spacing (mm) volumes are resampled to.
+        hu_window: HU range mapped to [0, 1] (clipped).
+        max_voxels: refuse volumes larger than this at ``spacing``.
     """
-    shape = tuple(original.shape[1:])
-    if out is None:
-        out = np.empty((maps.shape[0], *shape), np.float32)
-    m = np.linalg.inv(np.asarray(affine, np.float64)) @ np.asarray(original.affine, np.float64)
-    r = m[:3, :3]
-    perm = [int(np.argmax(np.abs(r[:, j]))) for j in range(3)]
-    off_axis = np.abs(r).sum(0) - np.abs(r[perm, range(3)])
-    if sorted(perm) != [0, 1, 2] or np.any(off_axis > 1e-6 * np.abs(r).max()):
-        resample = ResampleToMatch(mode="bilinear", padding_mode="zeros")
-        out[:] = resample(MetaTensor(maps, affine=affine), img_dst=original).as_tensor().numpy()
-        return out
-    data = maps.permute(0, *(1 + k for k in perm)).float()  # axis j of data now runs along output axis j
-    weights = [_axis_weights(shape[j], r[perm[j], j], m[perm[j], 3], data.shape[1 + j]) for j in range(3)]
-    for j in (2, 1):  # the small axes first; the last step (output axis 0) copies whole planes
-        i0, i1, w0, w1 = weights[j]
-        view = [1, 1, 1, 1]
-        view[1 + j] = -1
-        data = data.index_select(1 + j, i0).mul_(w0.view(view)).add_(data.index_select(1 + j, i1).mul_(w1.view(view)))
-    data = data.contiguous()
-    i0, i1, w0, w1 = weights[0]
-    dest = torch.from_numpy(out)
-    for start in range(0, shape[0], chunk):
-        end = min(start + chunk, shape[0])
-        slab = data.index_select(1, i0[start:end]).mul_(w0[start:end].view(1, -1, 1, 1))
-        dest[:, start:end] = slab.add_(data.index_select(1, i1[start:end]).mul_(w1[start:end].view(1, -1, 1, 1)))
-    return out
+
+    def __init__(
+        self,
+        spacing: tuple[float, float, float],
+        hu_window: tuple[float, float],
+        max_voxels: int = DEFAULT_MAX_VOXELS,
+    ) -> None:
+        self.spacing = spacing
+        self.max_voxels = max_voxels
+        lo, hi = hu_window
+        self._scale = ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)
+
+    def check_request(self, prompts: list[str], shape: tuple[int, ...]) -> None:
+        """Refuse a request before any model call (``shape``: the volume at the working spacing); default: accept."""
+
+    def segment_volume(self, volume: torch.Tensor, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(P, D, H, W)`` probabilities and entropies (``None``: no uncertainty) of a normalised ``(1, D, H, W)``."""
+        raise NotImplementedError
+
+    def predict(self, image: MetaTensor, prompts: list[str], values: Sequence[int] | None = None) -> Prediction:
+        """Segment ``prompts`` in a CT (``MetaTensor`` (1, X, Y, Z) in HU with its affine).
+
+        ``values`` are the label map's value of each prompt (1..255; default 1..P).
+        """
+        if not prompts:
+            raise InvalidInputError("no prompt given")
+        prompts = list(prompts)
+        values = check_label_values(range(1, len(prompts) + 1) if values is None else values, len(prompts))
+        image = image if isinstance(image, MetaTensor) else MetaTensor(image)
+        check_image(image, self.spacing, self.max_voxels)
+        original = image.float()
+        resampled = Spacing(pixdim=self.spacing, mode="bilinear")(Orientation(axcodes="RAS")(original))
+        self.check_request(prompts, tuple(resampled.shape[1:]))
+        probability_maps, entropy_maps = self.segment_volume(self._scale(resampled.as_tensor()), prompts)
+        # Back onto the input grid one map at a time, written in place: a 512x512x300 CT is 79 M voxels, so
+        # resampling every map of every prompt at once would need gigabytes of transient memory.
+        probability = np.empty((len(prompts), *original.shape[1:]), np.float32)
+        uncertainty = np.zeros_like(probability)  # calloc'd: costs no memory until written
+        for i in range(len(prompts)):
+            to_input_grid(probability_maps[i][None], resampled.affine, original, out=probability[i : i + 1])
+            if entropy_maps is not None:
+                to_input_grid(entropy_maps[i][None], resampled.affine, original, out=uncertainty[i : i + 1])
+        label_map = label_map_from_probabilities(probability, values)
+        return Prediction(prompts, probability, uncertainty, label_map, np.asarray(original.affine))
 
 
-class Segmenter:
+class Segmenter(WholeVolumePipeline):
     """Runs a trained model on whole CTs.
 
     Args:
         model: a trained :class:`TextDiffSeg`.
-        text_encoder: the encoder the model was trained with (see ``checkpoint.check_text_encoder``).
+        text_encoder: the encoder the model was trained with (see ``checkpoint.load_for_inference``).
         steps: DDIM steps (default: the model's ``sampling_steps``).
         ensemble: diffusion samples per prompt; >1 gives a meaningful variance.
         overlap: sliding-window overlap.
@@ -132,6 +155,8 @@ class Segmenter:
         seed: seed of the sampling noise (results are reproducible per seed).
         max_voxels: refuse volumes larger than this at the model spacing.
         sw_batch_size: windows handed to the predictor at once (each still gets its own image features).
+        max_denoiser_calls: refuse (:class:`ComputeBudgetError`) requests needing more denoiser calls than this
+            (prompts x ensemble x steps x sliding windows); ``None``: no limit.
     """
 
     def __init__(
@@ -145,7 +170,9 @@ class Segmenter:
         seed: int = 0,
         max_voxels: int = DEFAULT_MAX_VOXELS,
         sw_batch_size: int = 1,
+        max_denoiser_calls: int | None = None,
     ) -> None:
+        super().__init__(model.config.spacing, model.config.hu_window, max_voxels)
         self.model = model.eval().to(device)
         self.text_encoder = text_encoder
         self.config = model.config
@@ -154,10 +181,27 @@ class Segmenter:
         self.overlap = overlap
         self.device = torch.device(device)
         self.seed = seed
-        self.max_voxels = max_voxels
         self.sw_batch_size = max(1, sw_batch_size)
-        lo, hi = self.config.hu_window
-        self._scale = ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)
+        self.max_denoiser_calls = max_denoiser_calls
+
+    def check_request(self, prompts: list[str], shape: tuple[int, ...]) -> None:
+        """Refuse requests over the compute budget, naming the cost, each factor, the limit and how to lower it."""
+        if self.max_denoiser_calls is None:
+            return
+        windows = sliding_window_count(shape, self.config.roi_size, self.overlap)
+        cost = len(prompts) * self.ensemble * self.steps * windows
+        if cost > self.max_denoiser_calls:
+            raise ComputeBudgetError(
+                f"request needs {cost:,} denoiser calls ({len(prompts)} prompt(s) x ensemble {self.ensemble} x "
+                f"{self.steps} sampling steps x {windows} sliding window(s)), over the limit of "
+                f"{self.max_denoiser_calls:,} per request: send fewer prompts, a smaller ensemble, fewer "
+                "sampling_steps or a smaller image"
+            )
+
+    def segment_volume(self, volume: torch.Tensor, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean probability and entropy of the diffusion ensemble, ``(P, D, H, W)`` each."""
+        out = self.predict_normalized(volume, prompts)
+        return out[0], out[2]
 
     def predict_normalized(self, volume: torch.Tensor, prompts: list[str]) -> torch.Tensor:
         """Sliding-window sampling on a normalised volume at the model spacing.
@@ -198,28 +242,3 @@ class Segmenter:
                 cval=0.0,
             )
         return out.view(p, 3, *volume.shape[1:]).transpose(0, 1).cpu()
-
-    def predict(self, image: MetaTensor, prompts: list[str]) -> Prediction:
-        """Segment ``prompts`` in a CT (``MetaTensor`` (1, X, Y, Z) in HU with its affine)."""
-        if not prompts:
-            raise InvalidInputError("no prompt given")
-        image = image if isinstance(image, MetaTensor) else MetaTensor(image)
-        check_image(image, self.config.spacing, self.max_voxels)
-        original = image.float()
-        resampled = Spacing(pixdim=self.config.spacing, mode="bilinear")(Orientation(axcodes="RAS")(original))
-        volume = self._scale(resampled.as_tensor())
-        out = self.predict_normalized(volume, prompts)  # (3, P, D, H, W)
-        p = len(prompts)
-        # Back onto the input grid one map at a time, written in place (probability and entropy only): a 512x512x300
-        # CT is 79 M voxels, so resampling every map of every prompt at once would need gigabytes of transient memory.
-        probability = np.empty((p, *original.shape[1:]), np.float32)
-        uncertainty = np.empty((p, *original.shape[1:]), np.float32)
-        for i in range(p):
-            to_input_grid(out[0, i][None], resampled.affine, original, out=probability[i : i + 1])
-            to_input_grid(out[2, i][None], resampled.affine, original, out=uncertainty[i : i + 1])
-        # The label map slab by slab: on a whole 512x512x300 CT, argmax's int64 indices alone would be 0.6 GB per call.
-        label_map = np.empty(original.shape[1:], np.uint8)
-        for start in range(0, label_map.shape[0], 32):
-            slab = probability[:, start : start + 32]
-            label_map[start : start + 32] = label_map_from_probabilities(slab, list(range(1, p + 1)))
-        return Prediction(list(prompts), probability, uncertainty, label_map, np.asarray(original.affine))

@@ -1,21 +1,25 @@
-"""A long-lived segmentation service: the checkpoint and text encoder loaded once, reloaded when the file changes.
+"""The one object a server keeps to follow the served checkpoint: load lazily, reload on change, one lock.
 
-Servers (the MONAI Label app) keep one :class:`SegmentationService`; training publishes a new checkpoint by atomic
-rename, and the next request sees the new modification time and reloads. A lock makes concurrent requests safe.
+A server (the MONAI Label app) keeps one :class:`SegmentationService` for its candidate checkpoint paths, in MONAI
+Label order: the last one that exists is served (the app lists the shipped ``pretrained_textdiffseg.pt`` before the
+trained ``textdiffseg.pt``). Training publishes a new checkpoint by atomic rename; the next request sees another path
+or a new modification time and reloads it with :func:`textdiffseg.checkpoint.load_for_inference`. One lock makes
+concurrent requests safe (they run one at a time on the model).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from monai.data import MetaTensor
 
-from textdiffseg.checkpoint import CheckpointError, load_checkpoint
-from textdiffseg.inference import DEFAULT_MAX_VOXELS, Prediction, Segmenter
+from textdiffseg.checkpoint import CheckpointError, load_for_inference
+from textdiffseg.inference import DEFAULT_MAX_DENOISER_CALLS, DEFAULT_MAX_VOXELS, Prediction, Segmenter
 from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.text.encoder import TextEncoder
 
@@ -26,60 +30,70 @@ logger = logging.getLogger(__name__)
 class ServiceOptions:
     """How the service runs the model."""
 
-    checkpoint: Path
     text_encoder: str | None = None  # None: the encoder the checkpoint records
     steps: int | None = None
     ensemble: int = 1
     device: str = "cpu"
     max_voxels: int = DEFAULT_MAX_VOXELS
+    max_denoiser_calls: int | None = DEFAULT_MAX_DENOISER_CALLS
     overlap: float = 0.25
+    how_to_train: str = "train one"  # the first remedy the "no checkpoint" error names
 
 
 class SegmentationService:
-    """Loads lazily, reloads on checkpoint change, and serialises model use across threads."""
+    """Serves the last existing checkpoint of ``candidates``; reloads when that path or its mtime changes."""
 
-    def __init__(self, options: ServiceOptions) -> None:
-        self.options = options
+    def __init__(self, candidates: Sequence[str | Path], options: ServiceOptions | None = None) -> None:
+        if not candidates:
+            raise ValueError("no candidate checkpoint paths")
+        self.candidates = [Path(p) for p in candidates]
+        self.options = options or ServiceOptions()
         self._lock = threading.RLock()
-        self._loaded_mtime: float | None = None
-        self._model: TextDiffSeg | None = None
+        self._loaded: tuple[Path, float] | None = None
+        self._model: tuple[TextDiffSeg, TextEncoder] | None = None
         self._encoders: dict[str, TextEncoder] = {}
 
-    @property
-    def available(self) -> bool:
-        """True when a checkpoint file exists."""
-        return Path(self.options.checkpoint).is_file()
+    def _missing(self) -> CheckpointError:
+        names = " or ".join(p.name for p in reversed(self.candidates))
+        return CheckpointError(
+            f"no model checkpoint in {self.candidates[-1].parent}: {self.options.how_to_train} or put {names} there"
+        )
 
-    def _encoder(self, name: str) -> TextEncoder:
-        if name not in self._encoders:
-            self._encoders[name] = TextEncoder(name, device=self.options.device)
-        return self._encoders[name]
+    def checkpoint(self) -> Path:
+        """The checkpoint to serve now; raises :class:`CheckpointError` (HTTP 503) when there is none."""
+        path = next((p for p in reversed(self.candidates) if p.is_file()), None)
+        if path is None:
+            raise self._missing()
+        return path
 
     def model(self) -> tuple[TextDiffSeg, TextEncoder]:
-        """The current model and its text encoder, (re)loaded if the checkpoint file changed."""
-        path = Path(self.options.checkpoint)
+        """The current model and its text encoder, (re)loaded if the served path or its mtime changed."""
         with self._lock:
+            path = self.checkpoint()
             try:
                 mtime = path.stat().st_mtime
-            except FileNotFoundError as err:
-                raise CheckpointError(f"no model checkpoint at {path}; train one or copy model.pt there") from err
-            if self._model is None or mtime != self._loaded_mtime:
-                model, _ = load_checkpoint(path)
-                encoder = self._encoder(self.options.text_encoder or model.config.text_encoder)
-                load_checkpoint(path, encoder)  # validates the encoder against the checkpoint
-                self._model, self._loaded_mtime = model.to(self.options.device), mtime
-                logger.info("loaded %s (%s parameters)", path, sum(p.numel() for p in model.parameters()))
-            return self._model, self._encoder(self.options.text_encoder or self._model.config.text_encoder)
+            except FileNotFoundError as err:  # removed since checkpoint() looked
+                raise self._missing() from err
+            if self._model is None or self._loaded != (path, mtime):
+                self._model = load_for_inference(path, self.options.text_encoder, self.options.device, self._encoders)
+                self._loaded = (path, mtime)
+                logger.info("serving %s (%s parameters)", path, sum(p.numel() for p in self._model[0].parameters()))
+            return self._model
 
     def segment(
         self,
         image: MetaTensor,
         prompts: list[str],
+        values: Sequence[int] | None = None,
         ensemble: int | None = None,
         steps: int | None = None,
         seed: int = 0,
     ) -> Prediction:
-        """Segment ``prompts`` on ``image`` (channel-first HU ``MetaTensor``) on the image's own grid."""
+        """Segment ``prompts`` on ``image`` (channel-first HU ``MetaTensor``) on the image's own grid.
+
+        ``values`` are the label map's value of each prompt (default 1..P); ``ensemble``/``steps`` override the
+        options for this request. Raises ``ComputeBudgetError`` over ``options.max_denoiser_calls``.
+        """
         with self._lock:
             model, encoder = self.model()
             segmenter = Segmenter(
@@ -91,6 +105,7 @@ class SegmentationService:
                 device=self.options.device,
                 seed=seed,
                 max_voxels=self.options.max_voxels,
+                max_denoiser_calls=self.options.max_denoiser_calls,
             )
             with torch.inference_mode():
-                return segmenter.predict(image, prompts)
+                return segmenter.predict(image, prompts, values)

@@ -29,11 +29,10 @@ from monailabel.tasks.scoring.dice import Dice
 import textdiffseg
 from lib.activelearning.diffusion_uncertainty import DiffusionUncertainty
 from lib.activelearning.random_guarded import GuardedRandom
-from lib.configs.textdiffseg import MODEL_NAME, parse_conf
+from lib.configs.textdiffseg import MODEL_NAME, build_service, parse_conf
 from lib.datastores.dicomweb import create_dicomweb_datastore
 from lib.infers.text_prompt import TextPromptInfer
 from lib.infers.uncertainty_label import store_uncertainty_label
-from lib.model_service import ModelService
 from lib.scoring.diffusion_uncertainty import DiffusionUncertaintyScoring
 from lib.trainers.textdiffseg import TextDiffSegTrainer
 
@@ -47,7 +46,7 @@ class TextDiffSegApp(MONAILabelApp):
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
         self.settings = parse_conf(conf, app_dir)
-        self.service = ModelService(self.settings)
+        self.service = build_service(self.settings)
         super().__init__(
             app_dir=app_dir,
             studies=studies,

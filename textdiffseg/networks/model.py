@@ -127,7 +127,3 @@ class TextDiffSeg(nn.Module):
             logits=self.decode_label(x0_hat, condition),
             recon_logits=self.decode_label(z0, condition),
         )
-
-    def parameter_counts(self) -> dict[str, int]:
-        """Trainable parameters per module (for reports)."""
-        return {name: sum(p.numel() for p in module.parameters()) for name, module in self.named_children()}

@@ -21,7 +21,17 @@ key                      default                      meaning
 ``labels``               built-in vocabulary          path of a prompt vocabulary JSON (``{"labels": [{"name",
                                                       "prompts"}]}``); its order fixes the served label indices.
 ``max_voxels``           64,000,000                   refuse volumes larger than this at the model spacing (HTTP 413).
-``train_steps_per_epoch`` ``25``                      optimisation steps per requested training epoch.
+``max_denoiser_calls``   100,000                      per-request compute budget of ``/infer``: prompts x ensemble x
+                                                      sampling steps x sliding windows (at the model spacing); over
+                                                      it is an HTTP 413 naming each factor. The default request (1
+                                                      prompt, ensemble 1, the checkpoint's steps) on a 512x512x300
+                                                      CT needs at most a few hundred; 16 prompts x ensemble 32 x
+                                                      1000 steps (512,000 on one window) is refused.
+``train_steps_per_epoch`` ``25``                      optimisation steps per requested training epoch (at most
+                                                      100,000).
+``max_train_steps``      20,000                       refuse ``/train`` requests whose ``max_epochs`` x
+                                                      ``train_steps_per_epoch`` exceeds this (``max_epochs`` is at
+                                                      most 1000).
 ``train_preset``         ``small``                    model size (``tiny``/``small``/``default``) when training starts
                                                       from scratch (no checkpoint to fine-tune, or
                                                       ``pretrained: false``).
@@ -31,8 +41,9 @@ key                      default                      meaning
                                                       uncertainty scoring runs the model on every unlabeled image.
 ======================== ============================ ===============================================================
 
-Other keys (MONAI Label's own, such as ``server_mode``) are ignored. A bad value raises ``ValueError`` with a one-line
-message naming the key.
+Other keys (MONAI Label's own, such as ``server_mode``) are ignored. Values are read with
+``textdiffseg.params.ParamReader`` (the same words and ranges as the requests); ``""`` means the default, and a bad
+value raises ``ValueError`` with a one-line message naming the key.
 
 Model files (in ``<app>/model/``): training publishes ``textdiffseg.pt``; inference serves ``textdiffseg.pt`` when it
 exists, else ``pretrained_textdiffseg.pt`` (when ``use_pretrained_model``), decided again at every request.
@@ -43,16 +54,17 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import torch
 
 from textdiffseg.config import PRESETS
 from textdiffseg.data.vocabulary import PromptVocabulary
-from textdiffseg.inference import DEFAULT_MAX_VOXELS
+from textdiffseg.inference import DEFAULT_MAX_DENOISER_CALLS, DEFAULT_MAX_VOXELS
+from textdiffseg.params import ParamReader
+from textdiffseg.service import SegmentationService, ServiceOptions
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +73,10 @@ PUBLISHED_MODEL = f"{MODEL_NAME}.pt"
 PRETRAINED_MODEL = f"pretrained_{MODEL_NAME}.pt"
 MAX_ENSEMBLE = 32
 MAX_SAMPLING_STEPS = 1000
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
+MAX_EPOCHS = 1000
+MAX_STEPS_PER_EPOCH = 100_000
+DEFAULT_MAX_TRAIN_STEPS = 20_000
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,9 @@ class AppSettings:
     use_pretrained_model: bool = True
     labels: Path | None = None
     max_voxels: int = DEFAULT_MAX_VOXELS
+    max_denoiser_calls: int = DEFAULT_MAX_DENOISER_CALLS
     train_steps_per_epoch: int = 25
+    max_train_steps: int = DEFAULT_MAX_TRAIN_STEPS
     train_preset: str = "small"
     auto_update_scoring: bool = False
 
@@ -107,48 +120,8 @@ class AppSettings:
         return next((p for p in reversed(self.model_candidates()) if p.is_file()), None)
 
 
-class _Conf:
-    """Reads typed values from the string conf, raising one-line ``ValueError``s that name the key."""
-
-    def __init__(self, conf: Mapping[str, object]) -> None:
-        self.conf = conf
-
-    def raw(self, key: str) -> str | None:
-        value = self.conf.get(key)
-        if value is None:
-            return None
-        return str(value).strip()
-
-    def get(self, key: str, default: T, parse: Callable[[str], T], expected: str) -> T:
-        text = self.raw(key)
-        if text is None or text == "":
-            return default
-        try:
-            return parse(text)
-        except (ValueError, TypeError):
-            raise ValueError(f"conf '{key}': expected {expected}, got {text!r}") from None
-
-
-def _int_in(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if not lo <= value <= hi:
-            raise ValueError(text)
-        return value
-
-    return parse
-
-
-def _bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(text)
-
-
-def _roi(text: str) -> tuple[int, int, int]:
+def _roi(value: object) -> tuple[int, int, int]:
+    text = str(value)
     parsed = json.loads(text) if text.startswith("[") else [int(t) for t in text.split(",")]
     if not isinstance(parsed, list) or len(parsed) != 3:
         raise ValueError(text)
@@ -157,18 +130,14 @@ def _roi(text: str) -> tuple[int, int, int]:
     return (parsed[0], parsed[1], parsed[2])
 
 
-def _device(text: str) -> str:
+def parse_device(value: object) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N``; ``cuda*`` becomes ``cpu`` (with a warning) when no GPU is visible."""
+    text = str(value)
     if not _DEVICE.match(text):
         raise ValueError(text)
     if text.startswith("cuda") and not torch.cuda.is_available():
-        logger.warning("conf 'device' is %s but no GPU is visible; running on cpu", text)
+        logger.warning("device %s requested but no GPU is visible; running on cpu", text)
         return "cpu"
-    return text
-
-
-def _preset(text: str) -> str:
-    if text not in PRESETS:
-        raise ValueError(text)
     return text
 
 
@@ -181,31 +150,46 @@ def _vocabulary(path: Path | None) -> PromptVocabulary:
 
 def parse_conf(conf: Mapping[str, object] | None, app_dir: str | Path) -> AppSettings:
     """Build :class:`AppSettings` from the ``--conf`` dict; raise ``ValueError`` naming the first bad key."""
-    c = _Conf(conf or {})
-    text_encoder = c.raw("text_encoder")
-    labels_text = c.raw("labels")
+    c = ParamReader(conf, "conf")
+    text_encoder = c.text("text_encoder", None)
+    labels_text = c.text("labels", None)
     labels = Path(labels_text).expanduser().resolve() if labels_text else None
     if labels is not None and not labels.is_file():
         raise ValueError(f"conf 'labels': no prompt vocabulary file at {labels}")
-    steps = c.get("sampling_steps", 0, _int_in(0, MAX_SAMPLING_STEPS), f"an integer from 0 to {MAX_SAMPLING_STEPS}")
     settings = AppSettings(
         model_dir=Path(app_dir).resolve() / "model",
         vocabulary=_vocabulary(labels),
-        text_encoder=None if text_encoder in (None, "", "checkpoint") else text_encoder,
-        sampling_steps=steps or None,
-        ensemble=c.get("ensemble", 1, _int_in(1, MAX_ENSEMBLE), f"an integer from 1 to {MAX_ENSEMBLE}"),
-        uncertainty_ensemble=c.get(
-            "uncertainty_ensemble", 4, _int_in(1, MAX_ENSEMBLE), f"an integer from 1 to {MAX_ENSEMBLE}"
-        ),
+        text_encoder=None if text_encoder in (None, "checkpoint") else text_encoder,
+        sampling_steps=c.integer("sampling_steps", 0, 0, MAX_SAMPLING_STEPS) or None,
+        ensemble=c.integer("ensemble", 1, 1, MAX_ENSEMBLE),
+        uncertainty_ensemble=c.integer("uncertainty_ensemble", 4, 1, MAX_ENSEMBLE),
         roi_size=c.get("roi_size", None, _roi, "three positive integers such as [96,96,64]"),
-        device=c.get("device", "cuda" if torch.cuda.is_available() else "cpu", _device, "cpu, cuda or cuda:N"),
-        use_pretrained_model=c.get("use_pretrained_model", True, _bool, "true or false"),
+        device=c.get("device", "cuda" if torch.cuda.is_available() else "cpu", parse_device, "cpu, cuda or cuda:N"),
+        use_pretrained_model=c.flag("use_pretrained_model", True),
         labels=labels,
-        max_voxels=c.get("max_voxels", DEFAULT_MAX_VOXELS, _int_in(1, 2**40), "a positive integer"),
-        train_steps_per_epoch=c.get("train_steps_per_epoch", 25, _int_in(1, 10**6), "a positive integer"),
-        train_preset=c.get("train_preset", "small", _preset, f"one of {sorted(PRESETS)}"),
-        auto_update_scoring=c.get("auto_update_scoring", False, _bool, "true or false"),
+        max_voxels=c.integer("max_voxels", DEFAULT_MAX_VOXELS, 1, 2**40),
+        max_denoiser_calls=c.integer("max_denoiser_calls", DEFAULT_MAX_DENOISER_CALLS, 1),
+        train_steps_per_epoch=c.integer("train_steps_per_epoch", 25, 1, MAX_STEPS_PER_EPOCH),
+        max_train_steps=c.integer("max_train_steps", DEFAULT_MAX_TRAIN_STEPS, 1),
+        train_preset=c.choice("train_preset", "small", PRESETS),
+        auto_update_scoring=c.flag("auto_update_scoring", False),
     )
     if settings.roi_size is not None:
         logger.warning("conf 'roi_size' is ignored: the sliding-window patch size is fixed by the checkpoint")
     return settings
+
+
+def build_service(settings: AppSettings) -> SegmentationService:
+    """The app's one segmentation service (``/infer`` and scoring share it), following the served checkpoint."""
+    return SegmentationService(
+        settings.model_candidates(),
+        ServiceOptions(
+            text_encoder=settings.text_encoder,
+            steps=settings.sampling_steps,
+            ensemble=settings.ensemble,
+            device=settings.device,
+            max_voxels=settings.max_voxels,
+            max_denoiser_calls=settings.max_denoiser_calls,
+            how_to_train=f"train one (POST /train/{MODEL_NAME})",
+        ),
+    )

@@ -33,22 +33,9 @@ from monailabel.datastore.utils.dicom import dicom_web_download_series, dicom_we
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from textdiffseg.data.dicom_seg import read_dicom_seg, resample_to, write_dicom_seg
+from textdiffseg.label_info import label_info_names
 
 logger = logging.getLogger(__name__)
-
-
-def label_names_from_info(label_info: object, fallback: Mapping[int, str]) -> dict[int, str]:
-    """``{value: name}`` from a client's ``label_info`` (``[{"name", "idx"}]`` or ``{name: idx}``) over ``fallback``."""
-    names = dict(fallback)
-    pairs: list[tuple[object, object]] = []
-    if isinstance(label_info, Mapping):
-        pairs = [(idx, name) for name, idx in label_info.items()]
-    elif isinstance(label_info, list):
-        pairs = [(item.get("idx"), item.get("name")) for item in label_info if isinstance(item, Mapping)]
-    for idx, name in pairs:
-        if isinstance(idx, int | float) and not isinstance(idx, bool) and int(idx) > 0 and isinstance(name, str):
-            names[int(idx)] = name.strip() or names.get(int(idx), f"label {int(idx)}")
-    return names
 
 
 class SegDICOMWebDatastore(DICOMWebDatastore):
@@ -81,7 +68,7 @@ class SegDICOMWebDatastore(DICOMWebDatastore):
         if "".join(pathlib.Path(label_filename).suffixes) == ".bin":
             converted = label_filename = binary_to_image(image_uri, label_filename)
         try:
-            names = label_names_from_info(label_info.get("label_info"), self._label_names)
+            names = {**self._label_names, **label_info_names(label_info.get("label_info"))}
             series_dir = pathlib.Path(self._datastore.image_path()) / image_id
             with tempfile.TemporaryDirectory() as tmp:
                 seg_file = pathlib.Path(tmp) / "seg.dcm"
@@ -89,7 +76,7 @@ class SegDICOMWebDatastore(DICOMWebDatastore):
                 stored_uid = dicom_web_upload_dcm(str(seg_file), self._client) or seg_uid
             values = _label_values(label_filename)
             info = dict(label_info)
-            info["label_info"] = [{"name": names[v], "idx": v} for v in values]
+            info["label_info"] = [{"name": names.get(v, f"label {v}"), "idx": v} for v in values]
             image_info = self.get_image_info(image_id)
             info.update(
                 SeriesInstanceUID=stored_uid,

@@ -13,19 +13,20 @@ from contextlib import contextmanager
 from fastapi import HTTPException
 
 from textdiffseg.checkpoint import CheckpointError
-from textdiffseg.inference import InvalidInputError, VolumeTooLargeError
+from textdiffseg.inference import ComputeBudgetError, InvalidInputError, VolumeTooLargeError
 from textdiffseg.prompts import PromptError
 from textdiffseg.text.encoder import TextEncoderError
 
 
 @contextmanager
 def as_http_errors() -> Iterator[None]:
-    """400 bad prompt / parameters / image, 413 volume too large, 503 no usable checkpoint or text encoder."""
+    """400 bad prompt / parameters / image, 413 volume too large or over the compute budget, 503 no usable checkpoint
+    or text encoder."""
     try:
         yield
     except PromptError as err:
         raise HTTPException(status_code=400, detail=str(err)) from err
-    except VolumeTooLargeError as err:
+    except (VolumeTooLargeError, ComputeBudgetError) as err:
         raise HTTPException(status_code=413, detail=str(err)) from err
     except InvalidInputError as err:
         raise HTTPException(status_code=400, detail=str(err)) from err

@@ -4,6 +4,7 @@ Prompt rule: clients send the model's config defaults back, so ``text_prompt: ""
 ``text_prompt`` means "no text typed", and then ``label_prompt`` (OHIF's class prompts) must name labels. With neither,
 the request is refused with HTTP 400 naming both options: running every vocabulary label (12 prompts, 12x the time)
 because the annotator forgot to type is not what anyone wants. Blank text (``"   "``, ``" ; "``, ``[]``) is a 400 too.
+The other values are read with ``textdiffseg.params.ParamReader``; their errors are ``PromptError`` (HTTP 400).
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from dataclasses import dataclass
 
 from lib.configs.textdiffseg import MAX_ENSEMBLE, MAX_SAMPLING_STEPS
 from textdiffseg.data.vocabulary import PromptVocabulary
+from textdiffseg.params import ParamReader
 from textdiffseg.prompts import PromptError, ResolvedPrompt, resolve_prompts
 
 NO_PROMPT_MESSAGE = (
     "no prompt: type what to segment in text_prompt (e.g. 'liver; left kidney') or choose labels in label_prompt"
 )
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", ""}
 
 
 @dataclass(frozen=True)
@@ -30,30 +30,6 @@ class InferParams:
     ensemble: int
     steps: int | None
     uncertainty: bool
-
-
-def _int(data: Mapping[str, object], key: str, default: int, lo: int, hi: int) -> int:
-    value = data.get(key)
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise PromptError(f"{key} must be an integer from {lo} to {hi}")
-    try:
-        number = int(value)
-    except ValueError as err:
-        raise PromptError(f"{key} must be an integer from {lo} to {hi}, got {value!r}") from err
-    if not lo <= number <= hi:
-        raise PromptError(f"{key} must be an integer from {lo} to {hi}, got {number}")
-    return number
-
-
-def _bool(data: Mapping[str, object], key: str) -> bool:
-    value = data.get(key, False)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise PromptError(f"{key} must be true or false, got {value!r}")
 
 
 def parse_infer_params(
@@ -67,10 +43,10 @@ def parse_infer_params(
     if text_prompt is None and label_prompt in (None, []):
         raise PromptError(NO_PROMPT_MESSAGE)
     prompts = resolve_prompts(text_prompt, None if label_prompt in (None, []) else label_prompt, vocabulary)
-    steps = _int(data, "sampling_steps", default_steps or 0, 0, MAX_SAMPLING_STEPS)
+    read = ParamReader(data, "infer request", PromptError)
     return InferParams(
         prompts=prompts,
-        ensemble=_int(data, "ensemble", default_ensemble, 1, MAX_ENSEMBLE),
-        steps=steps or None,
-        uncertainty=_bool(data, "uncertainty"),
+        ensemble=read.integer("ensemble", default_ensemble, 1, MAX_ENSEMBLE),
+        steps=read.integer("sampling_steps", default_steps or 0, 0, MAX_SAMPLING_STEPS) or None,
+        uncertainty=read.flag("uncertainty", False),
     )

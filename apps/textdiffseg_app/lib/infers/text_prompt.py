@@ -17,8 +17,9 @@ Response: one label map (uint8 by default) with each prompt's ``ResolvedPrompt.v
 ``len(vocabulary) + 1, ...`` for free text); ``label_names`` = ``{name: value}`` of the prompts segmented;
 ``prompts`` = ``[{"name", "value", "text"}]``. 3D Slicer names segments from ``label_names``; OHIF maps values
 through the vocabulary in ``/info`` and drops free-text values. Errors: 400 bad prompt/parameter/image, 413 volume
-too large, 503 no usable checkpoint (the model is also hidden from ``/info`` until a checkpoint exists). The image
-file is checked before its voxels are read (``textdiffseg.input_files``) and a file the loader cannot read is a 400.
+too large or over the ``--conf max_denoiser_calls`` compute budget, 503 no usable checkpoint (the model is also
+hidden from ``/info`` until a checkpoint exists). The image file is checked before its voxels are read
+(``textdiffseg.input_files``) and a file the loader cannot read is a 400.
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ from nibabel.filebasedimages import ImageFileError
 
 from lib.configs.textdiffseg import AppSettings
 from lib.infers.http_errors import as_http_errors
-from lib.infers.request import parse_infer_params
+from lib.infers.infer_params import parse_infer_params
 from lib.infers.uncertainty_label import UNCERTAINTY_FILE_KEY, write_uncertainty_map
-from lib.model_service import ModelService
 from textdiffseg.inference import InvalidInputError
 from textdiffseg.input_files import check_image_file
-from textdiffseg.serving_utils import label_map_from_probabilities, prompt_uncertainty, voxel_uncertainty
+from textdiffseg.service import SegmentationService
+from textdiffseg.uncertainty import prompt_uncertainty, voxel_uncertainty
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +63,9 @@ def _root_cause(err: BaseException) -> str:
 
 
 class TextPromptInfer(BasicInferTask):
-    """Text-prompted 3D segmentation served through :class:`ModelService` (no MONAI network or inferer)."""
+    """Text-prompted 3D segmentation served through a :class:`SegmentationService` (no MONAI network or inferer)."""
 
-    def __init__(self, settings: AppSettings, service: ModelService) -> None:
+    def __init__(self, settings: AppSettings, service: SegmentationService) -> None:
         super().__init__(
             path=[str(p) for p in settings.model_candidates()],
             network=None,
@@ -106,18 +107,20 @@ class TextPromptInfer(BasicInferTask):
         return []
 
     def run_inferer(self, data: dict[str, Any], convert_to_batch: bool = True, device: str = "cuda") -> dict[str, Any]:
-        """Resolve the prompts, segment with the service, and store the label map and result JSON in ``data``."""
+        """Resolve the prompts, segment with the service (which builds the label map), store it and the result JSON."""
         with as_http_errors():
             params = parse_infer_params(
                 data, self.settings.vocabulary, self.settings.ensemble, self.settings.sampling_steps
             )
             logger.info("segmenting %d prompt(s): %s", len(params.prompts), [p.name for p in params.prompts])
-            prediction = self.service.service().segment(
-                data[self.input_key], [p.text for p in params.prompts], ensemble=params.ensemble, steps=params.steps
+            prediction = self.service.segment(
+                data[self.input_key],
+                [p.text for p in params.prompts],
+                values=[p.value for p in params.prompts],
+                ensemble=params.ensemble,
+                steps=params.steps,
             )
-        values = [p.value for p in params.prompts]
-        label_map = label_map_from_probabilities(prediction.probability, values)
-        data[self.output_label_key] = MetaTensor(torch.from_numpy(label_map), affine=prediction.affine)
+        data[self.output_label_key] = MetaTensor(torch.from_numpy(prediction.label_map), affine=prediction.affine)
         result: dict[str, Any] = {
             "prompts": [{"name": p.name, "value": p.value, "text": p.text} for p in params.prompts]
         }

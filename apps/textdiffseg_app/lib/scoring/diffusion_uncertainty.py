@@ -1,7 +1,7 @@
 """``/scoring/diffusion_uncertainty``: score every unlabeled image by the diffusion ensemble's uncertainty.
 
 For each image without a ``final`` label, the model segments every vocabulary structure with ``--conf
-uncertainty_ensemble`` samples per prompt; ``textdiffseg.serving_utils.image_uncertainty`` reduces the per-prompt
+uncertainty_ensemble`` samples per prompt; ``textdiffseg.uncertainty.image_uncertainty`` reduces the per-prompt
 binary entropy to one number (mean over the voxels where any prompt's probability exceeds 0.05 of the largest
 per-prompt entropy). The score and the time are stored in the image info as ``diffusion_uncertainty`` and
 ``diffusion_uncertainty_ts``, which ``/activelearning/diffusion_uncertainty`` ranks by.
@@ -22,9 +22,10 @@ from monailabel.interfaces.tasks.scoring import ScoringMethod
 
 from lib.activelearning.diffusion_uncertainty import SCORE_KEY, SCORE_TS_KEY
 from lib.configs.textdiffseg import AppSettings
-from lib.model_service import ModelService
 from textdiffseg.inference import InvalidInputError
-from textdiffseg.serving_utils import image_uncertainty
+from textdiffseg.params import ParamReader
+from textdiffseg.service import SegmentationService
+from textdiffseg.uncertainty import image_uncertainty
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 class DiffusionUncertaintyScoring(ScoringMethod):
     """Caches an image-level uncertainty score for each unlabeled image."""
 
-    def __init__(self, settings: AppSettings, service: ModelService) -> None:
+    def __init__(self, settings: AppSettings, service: SegmentationService) -> None:
         super().__init__(
             f"Diffusion-ensemble uncertainty of unlabeled images ({settings.uncertainty_ensemble} samples)"
         )
@@ -42,9 +43,8 @@ class DiffusionUncertaintyScoring(ScoringMethod):
 
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, float]:
         """Score the unlabeled images; returns ``{image id: score}`` for every unlabeled image (fresh or cached)."""
-        force = str(request.get("force", False)).lower() in ("true", "1", "yes")
-        service = self.service.service()  # raises CheckpointError when nothing can be served
-        model_mtime = self.service.checkpoint().stat().st_mtime
+        force = ParamReader(request, "scoring request").flag("force", False)
+        model_mtime = self.service.checkpoint().stat().st_mtime  # raises CheckpointError when nothing can be served
         prompts = self.settings.vocabulary.names
         scores: dict[str, float] = {}
         for image_id in sorted(datastore.get_unlabeled_images()):
@@ -54,7 +54,7 @@ class DiffusionUncertaintyScoring(ScoringMethod):
                 continue
             image = self._load({"image": datastore.get_image_uri(image_id)})["image"]
             try:
-                prediction = service.segment(image, prompts, ensemble=self.settings.uncertainty_ensemble)
+                prediction = self.service.segment(image, prompts, ensemble=self.settings.uncertainty_ensemble)
             except InvalidInputError as err:
                 logger.warning("not scoring %s: %s", image_id, err)
                 continue

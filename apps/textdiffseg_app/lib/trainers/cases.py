@@ -20,7 +20,7 @@ from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
 from textdiffseg.data.folders import LabelledCase
 from textdiffseg.data.label_maps import PHANTOM_TARGETS
 from textdiffseg.data.vocabulary import PromptVocabulary
-from textdiffseg.serving_utils import targets_from_label_info
+from textdiffseg.label_info import targets_from_label_info
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ Request (the ``config`` below is what clients show and send back):
   ``stats_<run>.json``).
 * ``pretrained`` (true): start from the checkpoint being served (``model/textdiffseg.pt``, else the shipped
   ``pretrained_textdiffseg.pt``); false, or no checkpoint at all, trains a new ``--conf train_preset`` model.
-* ``max_epochs`` (2) x ``train_steps_per_epoch`` (``--conf train_steps_per_epoch``, 25) optimisation steps.
+* ``max_epochs`` (2, at most 1000) x ``train_steps_per_epoch`` (``--conf train_steps_per_epoch``, 25) optimisation
+  steps, at most ``--conf max_train_steps`` (20,000) in all.
 * ``learning_rate`` (1e-4), ``device`` (cpu/cuda; cuda falls back to cpu without a GPU).
 * ``multi_gpu`` (true): with two or more visible GPUs, one DDP worker per GPU is started with ``torchrun``
   (``textdiffseg.launch``); with fewer, the log says so and training runs in this process.
@@ -32,10 +33,9 @@ from monailabel.utils.others.generic import device_list
 
 from lib.configs.textdiffseg import AppSettings
 from lib.trainers.cases import cases_from_datastore
-from lib.trainers.files import publish_file, write_json_atomic
-from lib.trainers.request import TrainParams, parse_train_params
-from textdiffseg.checkpoint import read_checkpoint
-from textdiffseg.config import ModelConfig
+from lib.trainers.train_params import TrainParams, parse_train_params
+from textdiffseg.atomic_files import copy_atomic, write_json_atomic
+from textdiffseg.checkpoint import read_config
 from textdiffseg.launch import run_distributed
 from textdiffseg.train import TrainOptions, run_training
 
@@ -68,7 +68,9 @@ class TextDiffSegTrainer(BasicTrainTask):
         """Train, publish ``model/textdiffseg.pt`` atomically and return the stats (also saved for ``/info``)."""
         req = copy.deepcopy(self._config)
         req.update(copy.deepcopy(request))
-        params = parse_train_params(req, self.settings.train_steps_per_epoch, self.settings.device)
+        params = parse_train_params(
+            req, self.settings.train_steps_per_epoch, self.settings.device, self.settings.max_train_steps
+        )
         gpus = torch.cuda.device_count() if params.device.startswith("cuda") else 0
         distributed = params.multi_gpu and gpus > 1
         if params.multi_gpu and not distributed:
@@ -94,7 +96,7 @@ class TextDiffSegTrainer(BasicTrainTask):
             stats.update(status="ERROR", error=f"{type(err).__name__}: {err}")
             write_json_atomic(stats, Path(self._stats_path))
             raise
-        published = publish_file(Path(summary["model"]), self.settings.published_model)
+        published = copy_atomic(summary["model"], self.settings.published_model)
         logger.info("published %s -> %s", summary["model"], published)
         stats.update(
             status="DONE",
@@ -111,9 +113,7 @@ class TextDiffSegTrainer(BasicTrainTask):
     def _options(self, params: TrainParams, out: Path, data: Path, run_id: str) -> TrainOptions:
         init_from = self.settings.current_model() if params.pretrained else None
         if init_from is not None:
-            encoder = (
-                self.settings.text_encoder or ModelConfig.from_json(read_checkpoint(init_from)["config"]).text_encoder
-            )
+            encoder = self.settings.text_encoder or read_config(init_from).text_encoder
             logger.info("fine-tuning %s for %d steps", init_from, params.steps)
         else:
             encoder = self.settings.text_encoder or "default"
