@@ -2,8 +2,9 @@
 
 Shared by every test that talks to the app over HTTP: the app is copied without ``model/`` into a temp folder, a
 checkpoint is placed as ``model/pretrained_textdiffseg.pt``, and the server listens on a free loopback port. The
-server runs the hardened ASGI app (``textdiffseg_server.asgi:app``) the README tells admins to use, unless a test
-asks for MONAI Label's plain one.
+server is started the way admins start it (plain ``monailabel start_server``, whose app the TextDiffSeg app hardens
+at start-up) unless a test names ``--uvicorn_app`` (``HARDENED_APP``). Tests that train, score or replace the model
+pass ``ADMIN_CONF`` (``--conf anonymous_admin true``): those are admin operations.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import requests
 APP_SRC = Path(__file__).resolve().parents[1] / "apps" / "textdiffseg_app"
 DEMO_CHECKPOINT = APP_SRC / "model" / "pretrained_textdiffseg.pt"
 HARDENED_APP = "textdiffseg_server.asgi:app"
+ADMIN_CONF = {"anonymous_admin": "true"}
 STARTUP_TIMEOUT_S = 180
 
 
@@ -91,7 +93,7 @@ def start_server(
     workdir: Path,
     conf: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
-    uvicorn_app: str | None = HARDENED_APP,
+    uvicorn_app: str | None = None,
     port: int | None = None,
     wait_ready: bool = True,
 ) -> RunningServer:

@@ -33,11 +33,11 @@ from monai.transforms import LoadImage
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
 
-from server_harness import DEMO_CHECKPOINT, ServerStartError, copy_app, start_server
+from server_harness import ADMIN_CONF, DEMO_CHECKPOINT, ServerStartError, copy_app, start_server
 from textdiffseg.data.label_maps import PHANTOM_TARGETS
 from textdiffseg.data.phantom import PhantomConfig, write_dataset
 from textdiffseg.data.vocabulary import PromptVocabulary
-from textdiffseg.train import TrainOptions, run_training
+from textdiffseg.train_loop import TrainOptions, run_training
 
 pytestmark = pytest.mark.slow
 
@@ -107,7 +107,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     checkpoint = source if source is not None else _train_tiny(studies, tmp / "run")
     app_dir = copy_app(tmp / "app", checkpoint)
     (tmp / "client").mkdir()
-    conf = {"uncertainty_ensemble": "2", "train_steps_per_epoch": "5"}
+    conf = {"uncertainty_ensemble": "2", "train_steps_per_epoch": "5", **ADMIN_CONF}
     try:
         running = start_server(app_dir, studies, tmp, conf=conf)
     except ServerStartError as err:

@@ -24,7 +24,7 @@ from dicomweb_client.api import DICOMwebClient
 from monailabel.client import MONAILabelClient
 from pacs_harness import Pacs, start_pacs, tag_value
 
-from server_harness import DEMO_CHECKPOINT, ServerStartError, copy_app, free_port, start_server
+from server_harness import ADMIN_CONF, DEMO_CHECKPOINT, ServerStartError, copy_app, free_port, start_server
 from textdiffseg.data.dicom_seg import write_dicom_seg
 from textdiffseg.data.label_maps import PHANTOM_TARGETS
 from textdiffseg.data.vocabulary import PromptVocabulary
@@ -80,7 +80,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         app_dir = copy_app(tmp / "app", DEMO_CHECKPOINT)
         env = {"MONAI_LABEL_DICOMWEB_CACHE_PATH": str(tmp / "dicom_cache")}
         try:
-            server = start_server(app_dir, pacs.dicomweb, tmp, conf={"train_steps_per_epoch": "2"}, env=env)
+            conf = {"train_steps_per_epoch": "2", **ADMIN_CONF}
+            server = start_server(app_dir, pacs.dicomweb, tmp, conf=conf, env=env)
         except ServerStartError as err:
             pytest.fail(str(err))
         try:

@@ -1,4 +1,4 @@
-"""Reliability and security of the served app, against a real server subprocess (the hardened ASGI app).
+"""Reliability of the served app, against a real server subprocess started as admins do (plain ``start_server``).
 
 * every bad input of ``bad_inputs.BAD_INPUTS`` gets its 4xx status and a JSON ``detail`` naming the problem, and a
   good infer on the same keep-alive connection succeeds right after;
@@ -29,7 +29,7 @@ import pytest
 import requests
 from bad_inputs import BAD_INPUTS, MODEL, BadInput, write_bad_files
 
-from server_harness import DEMO_CHECKPOINT, RunningServer, ServerStartError, copy_app, start_server
+from server_harness import ADMIN_CONF, DEMO_CHECKPOINT, RunningServer, ServerStartError, copy_app, start_server
 from textdiffseg.checkpoint import load_checkpoint
 from textdiffseg.data.phantom import PhantomConfig, write_dataset
 from textdiffseg.data.vocabulary import PromptVocabulary
@@ -37,7 +37,7 @@ from textdiffseg.data.vocabulary import PromptVocabulary
 pytestmark = pytest.mark.slow
 
 INDEX = PromptVocabulary.load().index_map()
-CONF = {"max_voxels": "2000000", "train_steps_per_epoch": "5"}
+CONF = {"max_voxels": "2000000", "train_steps_per_epoch": "5", **ADMIN_CONF}
 PUBLISHED = "textdiffseg.pt"
 
 

@@ -29,7 +29,7 @@ import requests
 import SimpleITK as sitk  # noqa: N813
 from monailabel.client import MONAILabelClient
 
-from server_harness import DEMO_CHECKPOINT, ServerStartError, copy_app, start_server
+from server_harness import ADMIN_CONF, DEMO_CHECKPOINT, ServerStartError, copy_app, start_server
 from textdiffseg.data.phantom import PhantomConfig, write_dataset
 from textdiffseg.data.vocabulary import PromptVocabulary
 
@@ -66,7 +66,7 @@ def slicer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slicer]:
     sitk.WriteImage(sitk.ReadImage(str(tmp / "local" / "phantom_000.nii.gz")), str(volume))
     app_dir = copy_app(tmp / "app", DEMO_CHECKPOINT)
     try:
-        server = start_server(app_dir, studies, tmp, conf={"train_steps_per_epoch": "2"})
+        server = start_server(app_dir, studies, tmp, conf={"train_steps_per_epoch": "2", **ADMIN_CONF})
     except ServerStartError as err:
         pytest.fail(str(err))
     try:

@@ -36,6 +36,7 @@ from monailabel.endpoints import (
     train,
     wsi_infer,
 )
+from monailabel.interfaces.utils.app import app_instance
 
 from textdiffseg_server import infer_endpoint, model_endpoint, session_endpoint, train_endpoint
 
@@ -49,13 +50,34 @@ REPLACED: list[tuple[Any, str, str, APIRouter]] = [
     (train, "/train/", "DELETE", train_endpoint.router),
 ]
 
+TRAIN_PATH = "/train/{model}"
+
 _sync_run_lock = threading.Lock()
+
+
+def check_train_request(model: str, params: dict[str, Any] | None) -> None:
+    """404 for an unknown trainer; 400 when the trainer's ``check_request`` refuses the parameters.
+
+    Checked before MONAI Label starts the run, so a bad request is a 400 now rather than a failed background task
+    (or a 500 with ``run_sync``).
+    """
+    trainer = getattr(app_instance(), "_trainers", {}).get(model)
+    if trainer is None:
+        raise HTTPException(404, f"unknown trainer '{model[:80]}'")
+    check = getattr(trainer, "check_request", None)
+    if check is not None:
+        try:
+            check(dict(params or {}))
+        except ValueError as err:
+            raise HTTPException(400, str(err).splitlines()[0][:300]) from err
 
 
 def _in_worker_thread(endpoint: Callable[..., Any], path: str) -> Callable[..., Any]:
     """A plain-``def`` twin of an ``async def`` endpoint that never awaits: FastAPI runs it in a worker thread."""
 
     def run(*args: Any, **kwargs: Any) -> Any:
+        if path == TRAIN_PATH:
+            check_train_request(kwargs["model"], kwargs.get("params"))
         if kwargs.get("run_sync") and path.startswith(SYNC_RUN_PATHS):
             if not _sync_run_lock.acquire(blocking=False):
                 raise HTTPException(429, "another run_sync task is running; retry when it has finished")

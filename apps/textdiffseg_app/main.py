@@ -14,9 +14,11 @@ modules below), never lazily inside a function.
 from __future__ import annotations
 
 import logging
-import sys
+import os
+import tempfile
 from typing import Any
 
+from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
@@ -35,10 +37,31 @@ from lib.infers.text_prompt import TextPromptInfer
 from lib.infers.uncertainty_label import store_uncertainty_label
 from lib.scoring.diffusion_uncertainty import DiffusionUncertaintyScoring
 from lib.trainers.textdiffseg import TextDiffSegTrainer
+from textdiffseg_server.install import install_into_running_server
+from textdiffseg_server.names import UnsafeNameError, check_inside, check_name
 
 logger = logging.getLogger(__name__)
 
-HARDENED_ASGI_MODULE = "textdiffseg_server.asgi"
+# However the server was started (plain ``monailabel start_server`` included), its FastAPI app gets the protections
+# of ``textdiffseg_server`` now, during start-up and before the first request (idempotent on ``POST /reload``).
+install_into_running_server()
+
+
+def check_infer_input(image: object) -> None:
+    """The image of an infer request: a safe datastore id, or a file MONAI Label itself put in the temp or session
+    folder (an upload, a session); any other server path is refused (``UnsafeNameError``, HTTP 400)."""
+    if not isinstance(image, str):
+        return
+    if os.path.isabs(image):
+        roots = [tempfile.gettempdir(), settings.MONAI_LABEL_SESSION_PATH]
+        for root in roots:
+            try:
+                check_inside(image, root, "image")
+                return
+            except UnsafeNameError:
+                continue
+        raise UnsafeNameError("image is not a datastore id")
+    check_name(image, "image")
 
 
 class TextDiffSegApp(MONAILabelApp):
@@ -69,16 +92,6 @@ class TextDiffSegApp(MONAILabelApp):
         names = {idx: name for name, idx in self.settings.vocabulary.index_map().items()}
         return create_dicomweb_datastore(self.studies, names)
 
-    def on_init_complete(self) -> None:
-        """MONAI Label's start-up jobs, then a warning when the server runs without ``textdiffseg_server``."""
-        super().on_init_complete()
-        if HARDENED_ASGI_MODULE not in sys.modules:
-            logger.warning(
-                "started without --uvicorn_app %s:app: bad requests will get bare 500 answers and /infer will block "
-                "the server while it runs (see README, 'Running it for a team')",
-                HARDENED_ASGI_MODULE,
-            )
-
     def init_infers(self) -> dict[str, InferTask]:
         """One text-prompted segmentation model."""
         return {MODEL_NAME: TextPromptInfer(self.settings, self.service)}
@@ -96,7 +109,8 @@ class TextDiffSegApp(MONAILabelApp):
         return {"dice": Dice(), "diffusion_uncertainty": DiffusionUncertaintyScoring(self.settings, self.service)}
 
     def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
-        """MONAI Label's infer, then file the optional uncertainty map as datastore label tag ``uncertainty``."""
+        """MONAI Label's infer on a checked input, then store the optional uncertainty map (tag ``uncertainty``)."""
+        check_infer_input(request.get("image"))
         result = super().infer(request, datastore)
         store_uncertainty_label(result, request.get("image"), datastore or self.datastore())
         return result
