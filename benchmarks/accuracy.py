@@ -33,8 +33,9 @@ from textdiffseg.evaluate import evaluate_cases  # noqa: E402
 from textdiffseg.inference import Segmenter  # noqa: E402
 from textdiffseg.networks.model import TextDiffSeg  # noqa: E402
 from textdiffseg.text.encoder import TextEncoder  # noqa: E402
-from textdiffseg.train import TrainOptions, build_config  # noqa: E402
-from textdiffseg.training import PromptedPatchSampler, Trainer, mean_terms, prepare_cases  # noqa: E402
+from textdiffseg.train_data import PromptedPatchSampler, prepare_cases  # noqa: E402
+from textdiffseg.train_loop import TrainOptions, build_config  # noqa: E402
+from textdiffseg.train_step import Trainer, mean_terms  # noqa: E402
 
 METHODS = {
     "textdiffseg": (),
@@ -54,7 +55,7 @@ def phantom_folder(out: Path, n: int, seed: int, spacing: float) -> list[Labelle
 def train_textdiffseg(
     config: ModelConfig, encoder: TextEncoder, train_cases: list[LabelledCase], budget_s: float, lr: float, seed: int
 ) -> tuple[TextDiffSeg, dict]:
-    """The ``textdiffseg.train`` components (``Trainer``, ``PromptedPatchSampler``) for a wall-clock budget."""
+    """The ``textdiffseg.train_loop`` components (``Trainer``, ``PromptedPatchSampler``) for a wall-clock budget."""
     torch.manual_seed(seed)
     model = TextDiffSeg(config)
     trainer = Trainer(model, encoder, lr=lr, seed=seed)

@@ -1,8 +1,10 @@
 """Baselines for the benchmarks: a MONAI ``SegResNet`` multi-label net and a pixel-space conditional diffusion net.
 
-Both run through the same whole-CT pipeline as ``textdiffseg.inference.Segmenter`` (RAS, resampling to a working
-spacing, MONAI ``sliding_window_inference`` with Gaussian blending, per-prompt resampling back onto the input grid)
-and return the same :class:`~textdiffseg.inference.Prediction`, so ``textdiffseg.evaluate`` scores them unchanged.
+Both run through the library's whole-CT pipeline (``textdiffseg.inference.WholeVolumePipeline``, as
+``Segmenter`` does: checks, RAS, resampling to a working spacing, per-prompt resampling back onto the input grid, the
+label map) with MONAI ``sliding_window_inference`` and Gaussian blending, and return the same
+:class:`~textdiffseg.inference.Prediction`, so ``textdiffseg.evaluate`` scores them unchanged. Their training crops
+come from ``textdiffseg.train_data.random_crop``, as TextDiffSeg's do.
 """
 
 from __future__ import annotations
@@ -18,12 +20,10 @@ from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
 from monai.networks.nets import DiffusionModelUNet, SegResNet
 from monai.networks.schedulers import DDIMScheduler
-from monai.transforms import Orientation, ScaleIntensityRange, Spacing
 from torch import nn
 
-from textdiffseg.inference import DEFAULT_MAX_VOXELS, InvalidInputError, Prediction, check_image, to_input_grid
-from textdiffseg.serving_utils import label_map_from_probabilities
-from textdiffseg.training import PreparedCase
+from textdiffseg.inference import InvalidInputError, Prediction, WholeVolumePipeline
+from textdiffseg.train_data import PreparedCase, random_crop
 
 
 def make_segresnet(out_channels: int, init_filters: int = 16) -> SegResNet:
@@ -57,7 +57,7 @@ class PixelDiffusionNet(nn.Module):
         return self.unet(torch.cat([noisy_masks, image], dim=1), timesteps)
 
 
-class DenseSegmenter:
+class DenseSegmenter(WholeVolumePipeline):
     """Whole-CT inference for a net that maps a window (B, 1, ...) to per-structure probabilities (B, S, ...).
 
     Args:
@@ -83,20 +83,17 @@ class DenseSegmenter:
         channels_last: bool = False,
         sigmoid: bool = True,
     ) -> None:
+        super().__init__(spacing, hu_window)
         self.device = torch.device(device)
         self.channels_last = channels_last
         self.net = net.eval().to(self.device)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last_3d)
         self.structures = list(structures)
-        self.spacing = spacing
         self.roi_size = roi_size
         self.overlap = overlap
         self.sw_batch_size = sw_batch_size
         self.sigmoid = sigmoid
-        self.max_voxels = DEFAULT_MAX_VOXELS
-        lo, hi = hu_window
-        self._scale = ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)
 
     def window_predictor(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The function ``sliding_window_inference`` calls on each batch of windows."""
@@ -124,23 +121,17 @@ class DenseSegmenter:
             )
         return out[0].float().cpu()
 
-    def predict(self, image: MetaTensor, prompts: list[str]) -> Prediction:
-        """Same contract as ``Segmenter.predict``; uncertainty is all zeros (a single pass has none)."""
+    def segment_volume(self, volume: torch.Tensor, prompts: list[str]) -> tuple[torch.Tensor, None]:
+        """The prompted structures' probability channels; no uncertainty (a single pass has none)."""
+        out = self.predict_normalized(volume)
+        return out[[self.structures.index(name) for name in prompts]], None
+
+    def predict(self, image: MetaTensor, prompts: list[str], values: Sequence[int] | None = None) -> Prediction:
+        """Same contract as ``Segmenter.predict`` (prompts must be structure names); uncertainty is all zeros."""
         unknown = [p for p in prompts if p not in self.structures]
         if not prompts or unknown:
             raise InvalidInputError(f"prompts must be among {self.structures}, got {prompts}")
-        image = image if isinstance(image, MetaTensor) else MetaTensor(image)
-        check_image(image, self.spacing, self.max_voxels)
-        original = image.float()
-        resampled = Spacing(pixdim=self.spacing, mode="bilinear")(Orientation(axcodes="RAS")(original))
-        out = self.predict_normalized(self._scale(resampled.as_tensor()))
-        probability = np.empty((len(prompts), *original.shape[1:]), np.float32)
-        for i, name in enumerate(prompts):
-            channel = out[self.structures.index(name)][None]
-            to_input_grid(channel, resampled.affine, original, out=probability[i : i + 1])
-        uncertainty = np.zeros_like(probability)  # calloc'd: costs no memory until written
-        label_map = label_map_from_probabilities(probability, list(range(1, len(prompts) + 1)))
-        return Prediction(list(prompts), probability, uncertainty, label_map, np.asarray(original.affine))
+        return super().predict(image, prompts, values)
 
 
 class PixelDiffusionSegmenter(DenseSegmenter):
@@ -214,23 +205,14 @@ class MultiLabelPatchSampler:
     def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One patch ``(1, 1, *roi)`` and its targets ``(1, S, *roi)``."""
         case = self.rng.choice(self.cases)
-        image, label = case.image, case.label
-        pads = []
-        for size, roi in zip(reversed(label.shape), reversed(self.roi_size)):
-            extra = max(0, roi - size)
-            pads += [extra // 2, extra - extra // 2]
-        if any(pads):
-            image, label = torch.nn.functional.pad(image, pads), torch.nn.functional.pad(label, pads)
-        starts = [self.rng.randint(0, s - r) for s, r in zip(label.shape, self.roi_size)]
-        box = tuple(slice(s, s + r) for s, r in zip(starts, self.roi_size))
-        label = label[box]
+        image, label = random_crop(case, self.roi_size, self.rng)
         targets = []
         for name in self.structures:
             values = case.targets.get(name)
             mask = torch.isin(label, torch.tensor(values, dtype=label.dtype)) if values else torch.zeros_like(label)
             targets.append(mask.float())
         jitter = 1.0 + 0.05 * (2 * self.rng.random() - 1)
-        return (image[(slice(None), *box)] * jitter)[None], torch.stack(targets)[None]
+        return (image * jitter)[None], torch.stack(targets)[None]
 
 
 def train_segresnet(

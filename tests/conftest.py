@@ -83,7 +83,7 @@ def trained_tiny(train_phantom_dir: Path, default_encoder, tmp_path_factory: pyt
 
     from textdiffseg.checkpoint import load_checkpoint
     from textdiffseg.data.folders import load_folder
-    from textdiffseg.train import TrainOptions, run_training
+    from textdiffseg.train_loop import TrainOptions, run_training
 
     run_dir = tmp_path_factory.mktemp("tinyrun")
     opts = TrainOptions(

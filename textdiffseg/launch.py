@@ -14,7 +14,7 @@ import sys
 from dataclasses import replace
 
 from textdiffseg.data.folders import LabelledCase, save_case_list
-from textdiffseg.train import TrainOptions
+from textdiffseg.train_loop import TrainOptions
 
 logger = logging.getLogger(__name__)
 

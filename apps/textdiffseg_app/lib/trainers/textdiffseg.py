@@ -37,13 +37,13 @@ from lib.trainers.train_params import TrainParams, parse_train_params
 from textdiffseg.atomic_files import copy_atomic, write_json_atomic
 from textdiffseg.checkpoint import read_config
 from textdiffseg.launch import run_distributed
-from textdiffseg.train import TrainOptions, run_training
+from textdiffseg.train_loop import TrainOptions, run_training
 
 logger = logging.getLogger(__name__)
 
 
 class TextDiffSegTrainer(BasicTrainTask):
-    """Runs ``textdiffseg.train.run_training`` instead of MONAI Label's ignite engine."""
+    """Runs ``textdiffseg.train_loop.run_training`` instead of MONAI Label's ignite engine."""
 
     def __init__(self, settings: AppSettings) -> None:
         super().__init__(
@@ -134,7 +134,7 @@ class TextDiffSegTrainer(BasicTrainTask):
 
     def _engine_hook_not_used(self, context: Context) -> None:
         """MONAI Label's ignite hooks are not used: ``__call__`` runs textdiffseg's own training loop."""
-        raise NotImplementedError("TextDiffSegTrainer runs textdiffseg.train, not MONAI Label's engine")
+        raise NotImplementedError("TextDiffSegTrainer runs textdiffseg.train_loop, not MONAI Label's engine")
 
     # BasicTrainTask declares these abstract; one implementation stands for all of them.
     network = optimizer = loss_function = _engine_hook_not_used

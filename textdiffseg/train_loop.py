@@ -1,0 +1,176 @@
+"""A training run: options, the model to start from, the step loop, checkpoints and the history file.
+
+``run_training`` is what the CLI (``python -m textdiffseg.train``) and the MONAI Label train task call. It reads an
+MSD/phantom folder (``dataset.json``), a KiTS folder or given cases, samples prompts from the vocabulary (paraphrases
+and absent-structure negatives), optimises the joint loss and writes ``RUN/model.pt`` (for serving and evaluation)
+and ``RUN/last.pt`` (with optimizer state, for ``--resume``). Progress is shown with tqdm and logged to
+``RUN/history.jsonl``. Runs unchanged under ``torchrun`` (see ``textdiffseg.distributed``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from textdiffseg.checkpoint import load_checkpoint, save_checkpoint
+from textdiffseg.config import ModelConfig, preset_config
+from textdiffseg.data.folders import LabelledCase, load_case_list, load_folder
+from textdiffseg.data.vocabulary import PromptVocabulary
+from textdiffseg.networks.model import TextDiffSeg
+from textdiffseg.text.encoder import TextEncoder
+from textdiffseg.train_data import PromptedPatchSampler, prepare_cases
+from textdiffseg.train_step import Trainer, mean_terms
+
+logger = logging.getLogger(__name__)
+
+ABLATIONS = {
+    "no-text-fusion": "use_text_fusion",
+    "no-image-encoder": "use_image_encoder",
+    "no-label-encoder": "use_label_encoder",
+}
+
+
+@dataclass
+class TrainOptions:
+    """What a training run does (the CLI flags, also used by the MONAI Label train task)."""
+
+    data: Path  # a dataset folder, or a case list JSON (textdiffseg.data.folders.save_case_list)
+    out: Path
+    steps: int = 2000
+    preset: str = "default"
+    lr: float = 1e-3
+    text_encoder: str = "default"
+    vocabulary: str | None = None
+    prompts_per_volume: int = 4
+    global_batch: int | None = None  # patches per step over all ranks; default: one per rank
+    negative_fraction: float = 0.25
+    structures: tuple[str, ...] = ()
+    ablations: tuple[str, ...] = ()
+    init_from: Path | None = None
+    resume: bool = False
+    save_every: int = 200
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+
+def build_config(opts: TrainOptions, encoder: TextEncoder) -> ModelConfig:
+    """The model config for a fresh run: preset, ablation switches and the text encoder's identity."""
+    config = preset_config(opts.preset)
+    switches = {ABLATIONS[a]: False for a in opts.ablations}
+    return replace(
+        config,
+        text_encoder=encoder.name,
+        text_hidden_size=encoder.hidden_size,
+        text_fingerprint=encoder.fingerprint,
+        **switches,
+    )
+
+
+def _initial_model(opts: TrainOptions, encoder: TextEncoder) -> tuple[TextDiffSeg, dict]:
+    """Resume from ``out/last.pt``, start from ``init_from`` (fine-tuning), or build a fresh model."""
+    last = opts.out / "last.pt"
+    if opts.resume and last.is_file():
+        model, extra = load_checkpoint(last, encoder)
+        logger.info("resuming %s at step %s", last, extra.get("step", 0))
+        return model, extra
+    if opts.init_from is not None:
+        model, _ = load_checkpoint(opts.init_from, encoder)
+        logger.info("fine-tuning from %s", opts.init_from)
+        return model, {}
+    torch.manual_seed(opts.seed)
+    return TextDiffSeg(build_config(opts, encoder)), {}
+
+
+def run_training(
+    opts: TrainOptions, encoder: TextEncoder | None = None, cases: list[LabelledCase] | None = None
+) -> dict:
+    """Train and write the run folder; returns a summary (steps, final loss terms, seconds, paths).
+
+    ``cases`` replaces reading ``opts.data`` (the MONAI Label train task passes the datastore's labelled images).
+    """
+    from textdiffseg.distributed import DistributedContext
+
+    dist = DistributedContext.from_environment(opts.device)
+    encoder = encoder or TextEncoder(opts.text_encoder, device=str(dist.device))
+    vocabulary = PromptVocabulary.load(opts.vocabulary)
+    model, extra = _initial_model(opts, encoder)
+    if cases is None:
+        cases = load_case_list(opts.data) if opts.data.suffix == ".json" else load_folder(opts.data)
+    prepared = prepare_cases(cases, model.config)
+    global_batch = opts.global_batch or dist.world_size
+    if global_batch % dist.world_size:
+        raise ValueError(f"--global-batch {global_batch} is not a multiple of the {dist.world_size} ranks")
+    trainer = Trainer(
+        model, encoder, lr=opts.lr, device=str(dist.device), seed=opts.seed, rank=dist.rank, world_size=dist.world_size
+    )
+    trainer.network = dist.wrap(model)
+    if extra.get("optimizer"):
+        trainer.optimizer.load_state_dict(extra["optimizer"])
+        trainer.state.step = int(extra.get("step", 0))
+        trainer.generator.manual_seed(opts.seed * 1000 + trainer.state.step)
+    sampler = PromptedPatchSampler(
+        prepared,
+        vocabulary,
+        model.config.roi_size,
+        opts.prompts_per_volume,
+        opts.negative_fraction,
+        seed=opts.seed * 1000 + trainer.state.step,  # the same on every rank: each keeps its share of a batch
+        structures=opts.structures or None,
+    )
+    if dist.is_main:
+        opts.out.mkdir(parents=True, exist_ok=True)
+    history_path = opts.out / "history.jsonl"
+    start, window = time.perf_counter(), []
+    progress = _progress(opts, trainer.state.step, dist.is_main)
+
+    def save(name: str, with_optimizer: bool) -> None:
+        state = {"step": trainer.state.step}
+        if with_optimizer:
+            state["optimizer"] = trainer.optimizer.state_dict()
+        if dist.is_main:
+            save_checkpoint(opts.out / name, model, state)
+
+    while trainer.state.step < opts.steps:
+        terms = dist.average(trainer.step([sampler.sample() for _ in range(global_batch)]))
+        window.append(terms)
+        progress.update(1)
+        progress.set_postfix({k: f"{v:.3f}" for k, v in terms.items()})
+        if dist.is_main:
+            with history_path.open("a") as handle:
+                handle.write(json.dumps({"step": trainer.state.step, **terms}) + "\n")
+        if trainer.state.step % opts.save_every == 0:
+            save("last.pt", with_optimizer=True)
+    progress.close()
+    save("last.pt", with_optimizer=True)
+    save("model.pt", with_optimizer=False)
+    dist.barrier()
+    summary = {
+        "steps": trainer.state.step,
+        "seconds": round(time.perf_counter() - start, 1),
+        "final": mean_terms(window[-20:]),
+        "model": str(opts.out / "model.pt"),
+        "world_size": dist.world_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    dist.close()
+    return summary
+
+
+def _progress(opts: TrainOptions, initial: int, is_main: bool):  # noqa: ANN202 - tqdm's type is private
+    from tqdm import tqdm
+
+    return tqdm(
+        total=opts.steps,
+        initial=initial,
+        disable=not (opts.progress and is_main),
+        desc="train",
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )

@@ -1,0 +1,108 @@
+"""The joint-loss optimisation step: a global batch of prompted patches, split over DDP ranks when distributed."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from textdiffseg.diffusion.schedule import make_scheduler, training_target
+from textdiffseg.losses import JointLoss
+from textdiffseg.networks.model import TextDiffSeg
+from textdiffseg.text.encoder import TextEncoder
+
+
+@dataclass
+class TrainState:
+    """Where training stands (plain values, saved with the checkpoint for resuming)."""
+
+    step: int = 0
+    epoch: int = 0
+
+
+Sample = tuple[torch.Tensor, list[str], torch.Tensor]  # (image patch, prompts, target masks)
+
+
+class Trainer:
+    """Optimises the joint loss; one step = a global batch of volume patches, each with several prompts.
+
+    In a distributed run every rank draws the same global batch (same sampler seed) and the same noise, keeps the
+    patches ``rank, rank + world, ...`` and accumulates their gradients; DDP averages over ranks, so N ranks take
+    exactly the step one process takes on the whole batch (up to float summation order).
+
+    Args:
+        model: the network (its config's ``denoise_weight`` is lambda).
+        text_encoder: frozen encoder; prompt embeddings are cached by it.
+        lr: AdamW learning rate.
+        device: torch device.
+        seed: seeds the diffusion noise and timesteps (the same on every rank).
+        rank, world_size: this process's share of each global batch.
+    """
+
+    def __init__(
+        self,
+        model: TextDiffSeg,
+        text_encoder: TextEncoder,
+        lr: float = 1e-3,
+        device: str = "cpu",
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.model = model.to(device)
+        self.network: torch.nn.Module = self.model  # replaced by a DDP wrapper in distributed runs
+        self.latent_channels = model.latent_channels
+        self.downsample = model.config.downsample
+        self.text_encoder = text_encoder
+        self.device = torch.device(device)
+        self.scheduler = make_scheduler(model.config)
+        self.loss = JointLoss(model.config.denoise_weight)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-5)
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.rank, self.world_size = rank, world_size
+        self.state = TrainState()
+
+    def _noise(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (targets.shape[0], self.latent_channels, *(s // self.downsample for s in targets.shape[2:]))
+        noise = torch.randn(shape, generator=self.generator)
+        t = torch.randint(0, self.scheduler.num_train_timesteps, (shape[0],), generator=self.generator)
+        return noise.to(self.device), t.to(self.device)
+
+    def _terms(self, sample: Sample, noise: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        image, prompts, targets = sample
+        image, targets = image.to(self.device), targets.to(self.device)
+        tokens, mask = self.text_encoder.encode(prompts)
+        out = self.network(image, tokens.to(self.device), mask.to(self.device), targets, noise, t, self.scheduler)
+        # The denoising target is detached: the label encoder is shaped by the segmentation terms, not pulled
+        # towards latents that are merely easy to denoise (a constant latent would be).
+        target = training_target(self.scheduler, out.latent.detach(), noise, t)
+        return self.loss(out.logits, out.recon_logits, targets, out.denoiser_output, target)
+
+    def step(self, batch: list[Sample]) -> dict[str, float]:
+        """One optimisation step on a global batch; returns this rank's mean loss terms."""
+        if len(batch) % self.world_size:
+            raise ValueError(f"a global batch of {len(batch)} patches cannot be split over {self.world_size} ranks")
+        self.model.train()
+        draws = [self._noise(targets) for _, _, targets in batch]  # every rank draws all, to stay in step
+        mine = list(range(self.rank, len(batch), self.world_size))
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, float] = {}
+        for k, j in enumerate(mine):
+            last = k == len(mine) - 1
+            sync = contextlib.nullcontext() if last or not hasattr(self.network, "no_sync") else self.network.no_sync()
+            with sync:
+                terms = self._terms(batch[j], *draws[j])
+                (terms["loss"] / len(mine)).backward()
+            for key, value in terms.items():
+                totals[key] = totals.get(key, 0.0) + float(value) / len(mine)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.state.step += 1
+        return totals
+
+
+def mean_terms(history: list[dict[str, float]]) -> dict[str, float]:
+    """Average loss terms over a list of steps."""
+    return {k: float(np.mean([h[k] for h in history])) for k in history[0]} if history else {}
