@@ -49,6 +49,7 @@ def app_lib() -> Iterator[SimpleNamespace]:
         import lib.infers.infer_params as infer_request
         import lib.infers.text_prompt as text_prompt
         import lib.trainers.cases as cases
+        import lib.trainers.textdiffseg as trainer
         import lib.trainers.train_params as train_request
 
         yield SimpleNamespace(
@@ -57,6 +58,7 @@ def app_lib() -> Iterator[SimpleNamespace]:
             text_prompt=text_prompt,
             train_request=train_request,
             cases=cases,
+            trainer=trainer,
             strategy=strategy,
             random_guarded=random_guarded,
         )
@@ -221,6 +223,16 @@ def test_train_request_total_steps_are_capped(app_lib: SimpleNamespace) -> None:
     for key, value in [("max_epochs", 1001), ("train_steps_per_epoch", 100_001)]:
         with pytest.raises(ValueError, match=f"'{key}'"):
             parse({key: value}, 1, "cpu", 10**9)
+
+
+def test_the_trainer_checks_a_request_with_its_defaults_and_the_conf_cap(
+    app_lib: SimpleNamespace, tmp_path: Path
+) -> None:
+    settings = app_lib.config.parse_conf({"train_steps_per_epoch": "50", "max_train_steps": "100"}, tmp_path)
+    trainer = app_lib.trainer.TextDiffSegTrainer(settings)
+    assert trainer.check_request({}).steps == 100  # the config's 2 epochs x the conf's 50 steps
+    with pytest.raises(ValueError, match="max_epochs 3 x train_steps_per_epoch 50 = 150 steps, over the limit of 100"):
+        trainer.check_request({"max_epochs": 3})
 
 
 # --- label info -> training targets ----------------------------------------------------------------------------------

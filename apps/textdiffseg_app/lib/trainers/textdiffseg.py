@@ -64,18 +64,25 @@ class TextDiffSegTrainer(BasicTrainTask):
             "tracking": ["None"],
         }
 
-    def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
-        """Train, publish ``model/textdiffseg.pt`` atomically and return the stats (also saved for ``/info``)."""
+    def check_request(self, request: dict[str, Any]) -> TrainParams:
+        """The run a request asks for (config defaults merged in); ``ValueError`` naming the bad key or the step cap.
+
+        ``textdiffseg_server`` calls it before MONAI Label starts the run, so a bad request is a 400 at once.
+        """
         req = copy.deepcopy(self._config)
         req.update(copy.deepcopy(request))
-        params = parse_train_params(
+        return parse_train_params(
             req, self.settings.train_steps_per_epoch, self.settings.device, self.settings.max_train_steps
         )
+
+    def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
+        """Train, publish ``model/textdiffseg.pt`` atomically and return the stats (also saved for ``/info``)."""
+        params = self.check_request(request)
         gpus = torch.cuda.device_count() if params.device.startswith("cuda") else 0
         distributed = params.multi_gpu and gpus > 1
         if params.multi_gpu and not distributed:
             logger.info("multi_gpu requested but %d GPU(s) visible: training in one process", gpus)
-        if params.tracking.lower() != "none" or req.get("tracking_uri"):
+        if params.tracking.lower() != "none" or request.get("tracking_uri"):
             logger.info("experiment tracking is not used by this trainer; see history.jsonl in the run folder")
         cases = cases_from_datastore(datastore, self.settings.vocabulary)
         if not cases:
