@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 from bad_inputs import write_bad_files
 
@@ -40,3 +42,13 @@ def test_good_headers_pass_and_the_raw_voxel_limit_applies(files: Path) -> None:
     check_image_file(files / "photo.png", max_raw_voxels=1)  # not NIfTI: left to the loader
     with pytest.raises(VolumeTooLargeError, match="over the limit"):
         check_image_file(files / "good.nii.gz", max_raw_voxels=1000)
+
+
+def test_the_limit_counts_loaded_bytes_so_wide_voxels_count_more(tmp_path: Path) -> None:
+    """A compressed float64 volume is tiny on disk but takes 12 bytes a voxel once loaded (stored + float32)."""
+    for dtype in (np.int16, np.float64):
+        nib.save(nib.Nifti1Image(np.zeros((20, 20, 20), dtype), np.eye(4)), tmp_path / f"{np.dtype(dtype).name}.nii.gz")
+    check_image_file(tmp_path / "int16.nii.gz", max_raw_voxels=8000)
+    with pytest.raises(VolumeTooLargeError, match="GiB"):
+        check_image_file(tmp_path / "float64.nii.gz", max_raw_voxels=8000)
+    check_image_file(tmp_path / "float64.nii.gz", max_raw_voxels=16000)

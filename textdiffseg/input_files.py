@@ -17,6 +17,7 @@ from nibabel.openers import ImageOpener
 from textdiffseg.inference import MAX_SPACING_MM, MIN_SPACING_MM, InvalidInputError, VolumeTooLargeError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+INT16_BYTES = 2
 
 
 def _raw_nifti_header(path: Path) -> nib.Nifti1Header:
@@ -40,11 +41,13 @@ def check_image_file(path: str | Path, max_raw_voxels: int) -> None:
 
     Args:
         path: the file; non-NIfTI files are left to the loader and ``inference.check_image``.
-        max_raw_voxels: refuse files with more voxels than this before reading them.
+        max_raw_voxels: refuse files whose voxels, once loaded, take more memory than this many int16 voxels
+            would: loading keeps the stored array and its float32 copy (``4 + itemsize`` bytes a voxel), so a
+            float64 file may hold half as many voxels as an int16 CT.
 
     Raises:
         InvalidInputError: unreadable header, not 3D (2D or a 4D series), or a voxel size outside 0.05-50 mm.
-        VolumeTooLargeError: more than ``max_raw_voxels`` voxels.
+        VolumeTooLargeError: more than ``max_raw_voxels`` int16-equivalent voxels.
     """
     name = str(path).lower()
     if not name.endswith(NIFTI_SUFFIXES):
@@ -67,5 +70,10 @@ def check_image_file(path: str | Path, max_raw_voxels: int) -> None:
         sizes = tuple(float(z) for z in zooms)
         raise InvalidInputError(f"voxel size {sizes} mm in the header is outside {MIN_SPACING_MM}-{MAX_SPACING_MM} mm")
     voxels = int(np.prod(spatial))
-    if voxels > max_raw_voxels:
-        raise VolumeTooLargeError(f"image has {voxels:,} voxels, over the limit of {max_raw_voxels:,} for one file")
+    itemsize = np.dtype(header.get_data_dtype()).itemsize
+    load_bytes, limit_bytes = voxels * (4 + itemsize), max_raw_voxels * (4 + INT16_BYTES)
+    if load_bytes > limit_bytes:
+        raise VolumeTooLargeError(
+            f"image has {voxels:,} voxels of {itemsize} bytes: loading it would take {load_bytes / 2**30:.1f} GiB, "
+            f"over the limit of {limit_bytes / 2**30:.1f} GiB for one file ({max_raw_voxels:,} int16 voxels)"
+        )
