@@ -26,6 +26,11 @@ from textdiffseg.text.encoder import TextEncoder
 logger = logging.getLogger(__name__)
 
 
+def served_checkpoint(candidates: Sequence[str | Path]) -> Path | None:
+    """The checkpoint served among ``candidates`` (MONAI Label order): the last one that exists, else ``None``."""
+    return next((Path(p) for p in reversed(candidates) if Path(p).is_file()), None)
+
+
 @dataclass(frozen=True)
 class ServiceOptions:
     """How the service runs the model."""
@@ -61,7 +66,7 @@ class SegmentationService:
 
     def checkpoint(self) -> Path:
         """The checkpoint to serve now; raises :class:`CheckpointError` (HTTP 503) when there is none."""
-        path = next((p for p in reversed(self.candidates) if p.is_file()), None)
+        path = served_checkpoint(self.candidates)
         if path is None:
             raise self._missing()
         return path

@@ -64,7 +64,7 @@ from textdiffseg.config import PRESETS
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.inference import DEFAULT_MAX_DENOISER_CALLS, DEFAULT_MAX_VOXELS
 from textdiffseg.params import ParamReader
-from textdiffseg.service import SegmentationService, ServiceOptions
+from textdiffseg.service import SegmentationService, ServiceOptions, served_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class AppSettings:
 
     def current_model(self) -> Path | None:
         """The checkpoint to serve right now (trained one first), or ``None`` when there is none."""
-        return next((p for p in reversed(self.model_candidates()) if p.is_file()), None)
+        return served_checkpoint(self.model_candidates())
 
 
 def _roi(value: object) -> tuple[int, int, int]:
