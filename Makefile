@@ -32,8 +32,10 @@ data: $(DATA)/dataset.json
 
 demo: install data serve
 
+# ANONYMOUS_ADMIN=true lets the demo train and score without auth (a single-user machine; see SECURITY.md).
+ANONYMOUS_ADMIN ?= false
 serve: install data
-	bash scripts/serve_demo.sh $(APP) $(DATA) $(HOST) $(PORT)
+	ANONYMOUS_ADMIN=$(ANONYMOUS_ADMIN) bash scripts/serve_demo.sh $(APP) $(DATA) $(HOST) $(PORT)
 
 # Local PACS for OHIF / the DICOMweb datastore: Orthanc on 127.0.0.1:8042 (var/orthanc), phantom CTs as DICOM.
 pacs: install

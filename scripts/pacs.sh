@@ -118,7 +118,7 @@ case "${1:-up}" in
         load
         echo "DICOMweb: $DICOMWEB_URL"
         echo "Orthanc explorer: $URL/app/explorer.html"
-        echo "Serve it: .venv/bin/python -m monailabel.main start_server --app apps/textdiffseg_app --studies $DICOMWEB_URL --uvicorn_app textdiffseg_server.asgi:app"
+        echo "Serve it: .venv/bin/python -m monailabel.main start_server --app apps/textdiffseg_app --studies $DICOMWEB_URL"
         echo "$DICOMWEB_URL"
         ;;
     start) start; echo "$DICOMWEB_URL" ;;
