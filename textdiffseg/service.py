@@ -82,7 +82,8 @@ class SegmentationService:
             if self._model is None or self._loaded != (path, mtime):
                 self._model = load_for_inference(path, self.options.text_encoder, self.options.device, self._encoders)
                 self._loaded = (path, mtime)
-                logger.info("serving %s (%s parameters)", path, sum(p.numel() for p in self._model[0].parameters()))
+                parameters = sum(p.numel() for p in self._model[0].parameters())
+                logger.info("serving checkpoint %s (%s parameters)", path, parameters)
             return self._model
 
     def segment(
