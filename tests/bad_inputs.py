@@ -62,6 +62,8 @@ def _p(**params: Any) -> str:
     return json.dumps(params)
 
 
+SIXTEEN_PROMPTS_X_32 = _p(text_prompt=";".join("abcdefghijklmnop"), ensemble=32)
+
 BAD_INPUTS: list[BadInput] = [
     BadInput("empty prompt", 400, "no prompt", _p(text_prompt="")),
     BadInput("whitespace-only prompt", 400, "empty", _p(text_prompt="   \t ")),
@@ -88,4 +90,9 @@ BAD_INPUTS: list[BadInput] = [
     BadInput("upload: spacing 1e6 mm", 400, "voxel size", upload="spacing_1e6.nii.gz"),
     BadInput("upload: over the voxel budget", 413, "budget", upload="over_budget.nii.gz"),
     BadInput("ensemble out of range", 400, "ensemble", _p(text_prompt="liver", ensemble=1000)),
+    BadInput("nested JSON as a number", 400, "ensemble", _p(text_prompt="liver", ensemble={"x": 1})),
+    BadInput("nested JSON as a prompt", 400, "text_prompt", _p(text_prompt={"a": 1})),
+    BadInput("object as a switch", 400, "skip_writer", _p(text_prompt="liver", skip_writer={"a": 1})),
+    BadInput("unknown result dtype", 400, "result_dtype", _p(text_prompt="liver", result_dtype="object")),
+    BadInput("16 prompts x ensemble 32", 413, "samples per window", SIXTEEN_PROMPTS_X_32),
 ]

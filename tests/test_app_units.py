@@ -75,7 +75,7 @@ def test_conf_defaults(app_lib: SimpleNamespace, tmp_path: Path) -> None:
     assert settings.ensemble == 1 and settings.uncertainty_ensemble == 4
     assert settings.text_encoder is None and settings.sampling_steps is None and settings.roi_size is None
     assert settings.use_pretrained_model and settings.labels is None and not settings.auto_update_scoring
-    assert (settings.max_denoiser_calls, settings.max_train_steps) == (100_000, 20_000)
+    assert (settings.max_denoiser_calls, settings.max_train_steps) == (2_000, 20_000)
     assert settings.vocabulary.index_map() == INDEX
     assert settings.published_model == tmp_path.resolve() / "model" / "textdiffseg.pt"
     assert settings.device in ("cpu", "cuda")

@@ -133,3 +133,19 @@ def test_only_admins_may_delete_images(server: RunningServer, realm: FakeRealm) 
     refused = requests.delete(url, params={"id": "phantom_000"}, headers=annotator, timeout=30)
     assert refused.status_code == 403 and "monailabel-admin" in refused.json()["detail"]
     assert (Path(server.app_dir).parent / "studies" / "phantom_000.nii.gz").is_file()
+
+
+def test_only_admins_may_replace_the_model_and_only_with_a_checkpoint(server: RunningServer, realm: FakeRealm) -> None:
+    """MONAI Label lets any annotator upload or delete the model; here it takes the admin role."""
+    served = Path(server.app_dir) / "model" / "pretrained_textdiffseg.pt"
+    before = served.read_bytes()
+    url = f"{server.url}/model/textdiffseg"
+    annotator = {"Authorization": f"Bearer {realm.token(['monailabel-user', 'monailabel-annotator'])}"}
+    admin = {"Authorization": f"Bearer {realm.token(ALL_ROLES)}"}
+    refused = requests.put(url, files={"file": ("m.pt", b"garbage")}, headers=annotator, timeout=30)
+    assert refused.status_code == 403 and "monailabel-admin" in refused.json()["detail"]
+    assert requests.delete(url, headers=annotator, timeout=30).status_code == 403
+    assert requests.put(url, files={"file": ("m.pt", b"garbage")}, timeout=30).status_code == 401
+    garbage = requests.put(url, files={"file": ("m.pt", b"garbage")}, headers=admin, timeout=30)
+    assert garbage.status_code == 400 and "checkpoint" in garbage.json()["detail"]
+    assert served.read_bytes() == before and not (served.parent / "textdiffseg.pt").exists()

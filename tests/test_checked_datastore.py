@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -411,16 +412,14 @@ def test_failed_save_leaves_previous_label_byte_identical(
     assert final.read_bytes() == before
     # the copy dies half-way: the final name still holds the previous label, no temporary file is left
     newer = _label(env.uploads / "newer.nii.gz", value=2)
-    real_copy = lib.checked_local.shutil.copyfileobj
-
     def dying_copy(src: object, dst: object, length: int = 0) -> None:
         dst.write(src.read(100))  # type: ignore[attr-defined]
         raise OSError("disk full")
 
-    monkeypatch.setattr(lib.checked_local.shutil, "copyfileobj", dying_copy)
-    with pytest.raises(OSError, match="disk full"):
-        env.store.save_label("phantom_000", str(newer), "final", {"v": 3})
-    monkeypatch.setattr(lib.checked_local.shutil, "copyfileobj", real_copy)
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, "copyfileobj", dying_copy)  # what the datastore's atomic copy writes with
+        with pytest.raises(OSError, match="disk full"):
+            env.store.save_label("phantom_000", str(newer), "final", {"v": 3})
     assert final.read_bytes() == before
     assert sorted(os.listdir(final.parent)) == ["phantom_000.nii.gz"]
     assert env.store.get_label_info("phantom_000", "final")["v"] == 1

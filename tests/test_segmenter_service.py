@@ -85,6 +85,10 @@ def test_requests_over_the_compute_budget_are_refused_before_sampling(tiny_encod
     assert "fewer prompts" in message
     within = Segmenter(model, tiny_encoder, steps=3, ensemble=2, max_denoiser_calls=12)
     assert within.predict(_ct((20, 20, 20)), ["liver", "spleen"]).label_map.shape == (20, 20, 20)
+    wide = Segmenter(model, tiny_encoder, steps=1, ensemble=32, max_denoiser_calls=None)
+    wide.predict_normalized = None  # type: ignore[assignment] - sampling must not start
+    with pytest.raises(ComputeBudgetError, match="96 samples per window"):  # memory bound, whatever the call budget
+        wide.predict(_ct((20, 20, 20)), ["liver", "spleen", "aorta"])
 
 
 def test_the_service_follows_the_last_existing_candidate(

@@ -25,10 +25,13 @@ from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.text.encoder import TextEncoder
 
 DEFAULT_MAX_VOXELS = 64_000_000  # of the volume resampled to the model spacing
-# Denoiser calls per request (prompts x ensemble x steps x sliding windows) a server allows by default: a default
-# request (1 prompt, ensemble 1, the checkpoint's 5 steps) on a 512x512x300 CT needs 5 to a few hundred, while
-# 16 prompts x ensemble 32 x 1000 steps needs 512,000 on a single window.
-DEFAULT_MAX_DENOISER_CALLS = 100_000
+# Denoiser calls per request (prompts x ensemble x steps x sliding windows) a server allows by default. The demo
+# checkpoint (5 mm, 64x64x48 windows, 5 steps) needs 60 for one prompt on an abdomen (384x384x450 mm, 12 windows;
+# 43 s on 2 loaded CPU cores) and 1,920 for 16 prompts on a 50x50x100 cm whole body; 16 prompts x ensemble 32 (which
+# took 65 s and 5.2 GB on a single window) needs 2,560.
+DEFAULT_MAX_DENOISER_CALLS = 2_000
+# Samples denoised together in one window (prompts x ensemble): memory grows with it (16 x 32 = 512 took 5.2 GB).
+MAX_SAMPLES_PER_WINDOW = 64
 MIN_SPACING_MM = 0.05  # voxel sizes outside these bounds are refused (here and in ``input_files``)
 MAX_SPACING_MM = 50.0
 
@@ -186,6 +189,12 @@ class Segmenter(WholeVolumePipeline):
 
     def check_request(self, prompts: list[str], shape: tuple[int, ...]) -> None:
         """Refuse requests over the compute budget, naming the cost, each factor, the limit and how to lower it."""
+        samples = len(prompts) * self.ensemble
+        if samples > MAX_SAMPLES_PER_WINDOW:
+            raise ComputeBudgetError(
+                f"request needs {samples} samples per window ({len(prompts)} prompt(s) x ensemble {self.ensemble}), "
+                f"over the limit of {MAX_SAMPLES_PER_WINDOW}: send fewer prompts or a smaller ensemble"
+            )
         if self.max_denoiser_calls is None:
             return
         windows = sliding_window_count(shape, self.config.roi_size, self.overlap)

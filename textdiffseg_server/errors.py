@@ -18,7 +18,9 @@ from monailabel.interfaces.exception import (
     MONAILabelException,
 )
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from textdiffseg_server.http_middleware import HTTPMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -50,16 +52,11 @@ def error_answer(exc: BaseException) -> tuple[int, str]:
     return 500, f"internal error ({type(exc).__name__}); the server log has the details"
 
 
-class JSONErrorMiddleware:
+class JSONErrorMiddleware(HTTPMiddleware):
     """ASGI middleware: an exception raised before the response started becomes a JSON error answer."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """See the class docstring."""
         started = False
 
         async def tracking_send(message: Message) -> None:

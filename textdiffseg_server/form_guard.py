@@ -15,6 +15,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from textdiffseg_server.http_middleware import HTTPMiddleware
+
 STATE_KEY = "textdiffseg_field_check"
 MAX_FIELD_BYTES = 1024 * 1024  # Starlette's own limit for a form field
 
@@ -75,15 +77,16 @@ class _FieldCheck:
             self.error = f"form field '{self.field}' is not valid UTF-8 (byte {err.start}: {err.reason})"
 
 
-class Utf8FieldGuard:
+class Utf8FieldGuard(HTTPMiddleware):
     """ASGI middleware: checks the ``params`` field of multipart POST/PUT bodies for valid UTF-8."""
 
     def __init__(self, app: ASGIApp, field: str = "params") -> None:
-        self.app = app
+        super().__init__(app)
         self.field = field
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT"):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Watch the field's bytes of multipart POST/PUT bodies as the endpoint reads them."""
+        if scope.get("method") not in ("POST", "PUT"):
             await self.app(scope, receive, send)
             return
         content_type = dict(scope.get("headers", [])).get(b"content-type", b"")

@@ -24,6 +24,10 @@ _SESSION_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 RESERVED_PARAMS = ("image", "label", "session", "model")
 RESULT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+RESULT_DTYPES = ("uint8", "uint16", "int16", "int32", "float32")
+# MONAI Label's switches, read with ``strtobool`` or as truthy values: a bool, or a true/false word
+SWITCH_PARAMS = ("save_label", "skip_writer", "result_compress", "result_write_to_file")
+SWITCH_WORDS = ("true", "false", "1", "0", "yes", "no", "on", "off")
 
 
 def parse_params(params: str | None) -> dict[str, Any]:
@@ -52,6 +56,14 @@ def check_params(params: dict[str, Any]) -> None:
     extension = params.get("result_extension")
     if extension not in (None, "") and extension not in RESULT_EXTENSIONS:
         raise HTTPException(400, f"result_extension must be one of {', '.join(RESULT_EXTENSIONS)}")
+    dtype = params.get("result_dtype")
+    if dtype not in (None, "") and dtype not in RESULT_DTYPES:
+        raise HTTPException(400, f"result_dtype must be one of {', '.join(RESULT_DTYPES)}")
+    for key in SWITCH_PARAMS:
+        value = params.get(key)
+        is_word = isinstance(value, str) and value.strip().lower() in SWITCH_WORDS
+        if value is not None and not isinstance(value, bool) and not is_word:
+            raise HTTPException(400, f"{key} must be true or false")
     level = params.get("logging")
     if level is not None and (not isinstance(level, str) or level.upper() not in LOG_LEVELS):
         raise HTTPException(400, f"logging must be one of {', '.join(LOG_LEVELS)}")

@@ -23,9 +23,10 @@ import jwt
 import requests
 from monailabel.config import settings
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from textdiffseg_server.auth import user_from_token
+from textdiffseg_server.http_middleware import HTTPMiddleware
 from textdiffseg_server.names import UnsafeNameError, check_name
 
 ANONYMOUS_ADMIN_CONF = "anonymous_admin"
@@ -98,16 +99,11 @@ def name_refusal(scope: Scope) -> str | None:
     return None
 
 
-class RequestPolicy:
+class RequestPolicy(HTTPMiddleware):
     """ASGI middleware applying the module's rules; refusals are JSON ``{"detail": ...}`` answers."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """See the class docstring."""
         method, path = scope.get("method", "GET"), scope.get("path", "")
         refusal: tuple[int, str] | None = None
         if DISABLED_ROUTES.match(path):

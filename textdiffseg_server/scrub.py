@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from monailabel.config import settings
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from textdiffseg_server.http_middleware import HTTPMiddleware
 
 _TRACEBACK_LINE = re.compile(r'^(Traceback \(most recent call last\)|\s+File "|\s+\^+\s*$|\s{4}\S)')
 
@@ -54,16 +56,11 @@ def scrub(value: Any, roots: list[tuple[str, str]]) -> Any:
     return value
 
 
-class PathScrubber:
+class PathScrubber(HTTPMiddleware):
     """ASGI middleware: buffers JSON answers, scrubs them and fixes their ``content-length``."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """See the class docstring."""
         start: Message | None = None
         body = bytearray()
 

@@ -32,6 +32,7 @@ import textdiffseg
 from lib.activelearning.diffusion_uncertainty import DiffusionUncertainty
 from lib.activelearning.random_guarded import GuardedRandom
 from lib.configs.textdiffseg import MODEL_NAME, build_service, parse_conf
+from lib.datastores.checked_local import CheckedLocalDatastore
 from lib.datastores.dicomweb import create_dicomweb_datastore
 from lib.infers.text_prompt import TextPromptInfer
 from lib.infers.uncertainty_label import store_uncertainty_label
@@ -85,6 +86,18 @@ class TextDiffSegApp(MONAILabelApp):
         self._auto_update_scoring = self._auto_update_scoring and self.settings.auto_update_scoring
         served = self.settings.current_model()
         logger.info("TextDiffSeg app ready; serving %s", served if served else "nothing yet (no checkpoint)")
+
+    def init_datastore(self) -> Datastore:
+        """A studies folder becomes a :class:`CheckedLocalDatastore` (names and stored files checked)."""
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        logger.info("Using the studies folder %s (checked local datastore)", self.studies)
+        return CheckedLocalDatastore(
+            self.studies,
+            auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+            max_voxels=self.settings.max_file_voxels,
+        )
 
     def _init_dicomweb_datastore(self) -> Datastore:
         """``--studies http(s)://...``: final labels become DICOM-SEG via pydicom-seg; dcmqi is never fetched."""

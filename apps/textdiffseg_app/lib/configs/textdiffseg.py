@@ -21,12 +21,13 @@ key                      default                      meaning
 ``labels``               built-in vocabulary          path of a prompt vocabulary JSON (``{"labels": [{"name",
                                                       "prompts"}]}``); its order fixes the served label indices.
 ``max_voxels``           64,000,000                   refuse volumes larger than this at the model spacing (HTTP 413).
-``max_denoiser_calls``   100,000                      per-request compute budget of ``/infer``: prompts x ensemble x
+``max_denoiser_calls``   2,000                        per-request compute budget of ``/infer``: prompts x ensemble x
                                                       sampling steps x sliding windows (at the model spacing); over
-                                                      it is an HTTP 413 naming each factor. The default request (1
-                                                      prompt, ensemble 1, the checkpoint's steps) on a 512x512x300
-                                                      CT needs at most a few hundred; 16 prompts x ensemble 32 x
-                                                      1000 steps (512,000 on one window) is refused.
+                                                      it is an HTTP 413 naming each factor. With the demo checkpoint
+                                                      one prompt on an abdomen needs 60 (43 s on 2 loaded cores),
+                                                      16 prompts on a whole body 1,920; 16 prompts x ensemble 32
+                                                      is refused (it is also over the 64 samples per window that
+                                                      bound memory, ``inference.MAX_SAMPLES_PER_WINDOW``).
 ``train_steps_per_epoch`` ``25``                      optimisation steps per requested training epoch (at most
                                                       100,000).
 ``max_train_steps``      20,000                       refuse ``/train`` requests whose ``max_epochs`` x
@@ -69,6 +70,7 @@ from textdiffseg.service import SegmentationService, ServiceOptions, served_chec
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "textdiffseg"
+RAW_VOXELS_PER_BUDGET_VOXEL = 5
 PUBLISHED_MODEL = f"{MODEL_NAME}.pt"
 PRETRAINED_MODEL = f"pretrained_{MODEL_NAME}.pt"
 MAX_ENSEMBLE = 32
@@ -99,6 +101,15 @@ class AppSettings:
     max_train_steps: int = DEFAULT_MAX_TRAIN_STEPS
     train_preset: str = "small"
     auto_update_scoring: bool = False
+
+    @property
+    def max_file_voxels(self) -> int:
+        """The most int16-equivalent voxels one image file may hold (checked from its header before loading).
+
+        :data:`RAW_VOXELS_PER_BUDGET_VOXEL` times ``max_voxels``: the budget counts voxels at the model spacing and
+        CTs are often finer (64 M -> 320 M int16 voxels, 512x512x1220, about 1.9 GiB once loaded).
+        """
+        return self.max_voxels * RAW_VOXELS_PER_BUDGET_VOXEL
 
     @property
     def published_model(self) -> Path:

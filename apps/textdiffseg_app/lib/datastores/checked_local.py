@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +41,7 @@ from lib.datastores.stored_files import (
     check_same_grid,
     read_grid,
 )
+from textdiffseg.atomic_files import copy_atomic
 from textdiffseg_server.names import UnsafeNameError, check_inside, check_name
 
 __all__ = ["CheckedLocalDatastore", "FLOAT_LABEL_TAGS", "InvalidStoredFileError", "UnsafeNameError"]
@@ -52,22 +51,6 @@ logger = logging.getLogger(__name__)
 # Tags whose labels are float maps the app stores itself (``lib/infers/uncertainty_label.UNCERTAINTY_TAG``).
 FLOAT_LABEL_TAGS = frozenset({"uncertainty"})
 STORED_PATTERNS = tuple(f"*{suffix}" for suffix in LABEL_SUFFIXES)
-FILE_MODE = 0o644
-
-
-def copy_atomic(source: str | os.PathLike[str], dest: Path) -> None:
-    """Copy ``source`` to ``dest`` through a temporary file beside it: ``dest`` is the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _remove_stored(path: Path, what: str) -> None:

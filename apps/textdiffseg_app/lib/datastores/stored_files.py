@@ -37,7 +37,7 @@ from textdiffseg.input_files import check_image_file
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 LABEL_SUFFIXES = (".seg.nrrd", *IMAGE_SUFFIXES)
-DEFAULT_MAX_VOXELS = 1_024_000_000  # the app's /infer allows max_voxels (64 M) x 16 raw voxels per file
+DEFAULT_MAX_VOXELS = 320_000_000  # int16-equivalent voxels per file: the app passes AppSettings.max_file_voxels
 MAX_HEADER_BYTES = 1 << 20  # NRRD / MetaImage text headers longer than this are refused
 LABEL_MAX_VALUE = 255
 SPACING_RTOL = 1e-3

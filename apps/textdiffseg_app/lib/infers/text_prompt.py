@@ -47,10 +47,6 @@ from textdiffseg.uncertainty import prompt_uncertainty, voxel_uncertainty
 
 logger = logging.getLogger(__name__)
 
-# A file may hold this many times the voxel budget in int16-equivalent voxels (the budget counts voxels at the model
-# spacing, and CTs are often finer than that; 64 M budget -> 320 M int16 voxels, 512x512x1220, 1.9 GiB loaded);
-# anything bigger is refused from its header, before it is read into memory.
-RAW_VOXELS_PER_BUDGET_VOXEL = 5
 
 # What MONAI's readers (nibabel, ITK, PIL, pynrrd) raise for a file that is not a readable image: a bad upload.
 UNREADABLE_IMAGE_ERRORS = (RuntimeError, OSError, ValueError, EOFError, zlib.error, ImageFileError)
@@ -92,7 +88,7 @@ class TextPromptInfer(BasicInferTask):
         """Check the file header first, then load; a file the loader cannot read is a 400 naming the reason."""
         with as_http_errors():
             if isinstance(data.get(self.input_key), str):
-                check_image_file(data[self.input_key], self.settings.max_voxels * RAW_VOXELS_PER_BUDGET_VOXEL)
+                check_image_file(data[self.input_key], self.settings.max_file_voxels)
             try:
                 return super().run_pre_transforms(data, transforms)
             except UNREADABLE_IMAGE_ERRORS as err:
