@@ -154,6 +154,33 @@ def test_archives_cannot_escape_or_link_out_of_the_session_folder(site: Site) ->
     assert str(site.workdir) not in answer.text, "a server path leaked in the session info"
 
 
+def test_stored_files_are_checked_before_anything_is_written(site: Site) -> None:
+    final = site.studies / "labels" / "final" / "phantom_000.nii.gz"
+    before = final.read_bytes()
+    image = nib.load(site.studies / "phantom_000.nii.gz")
+    wrong_grid = nib.Nifti1Image(np.zeros((5, 5, 5), np.uint8), image.affine)
+    uploads = {
+        "zero-byte label": b"",
+        "label of another grid": wrong_grid.to_bytes(),
+        "not an image": b"import os\n",
+    }
+    for name, content in uploads.items():
+        answer = requests.put(
+            f"{site.url}/datastore/label",
+            params={"image": "phantom_000", "tag": "final"},
+            files={"label": ("label.nii", content)},
+            timeout=60,
+        )
+        assert answer.status_code == 400, f"{name}: {answer.status_code} {answer.text[:300]}"
+        assert str(site.workdir) not in _detail(answer)
+    assert final.read_bytes() == before
+    script = requests.put(
+        f"{site.url}/datastore/image", params={"image": "evil"}, files={"file": ("evil.py", b"import os\n")}, timeout=60
+    )
+    assert script.status_code == 400, script.text[:300]
+    assert not list(site.studies.glob("evil*"))
+
+
 def test_server_paths_are_never_read_and_answers_give_no_existence_oracle(site: Site) -> None:
     existing, missing = _infer(site.url, image="/etc/passwd"), _infer(site.url, image="/etc/no_such_file")
     assert existing.status_code == missing.status_code == 400
