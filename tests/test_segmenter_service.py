@@ -111,3 +111,4 @@ def test_the_service_follows_the_last_existing_candidate(
     budgeted = SegmentationService([trained], ServiceOptions(max_denoiser_calls=1))
     with pytest.raises(ComputeBudgetError):
         budgeted.segment(_ct(), ["liver", "spleen"], steps=1)
+    assert budgeted.segment(_ct(), ["liver", "spleen"], steps=1, budgeted=False).label_map.shape == (16, 16, 12)

@@ -94,11 +94,13 @@ class SegmentationService:
         ensemble: int | None = None,
         steps: int | None = None,
         seed: int = 0,
+        budgeted: bool = True,
     ) -> Prediction:
         """Segment ``prompts`` on ``image`` (channel-first HU ``MetaTensor``) on the image's own grid.
 
         ``values`` are the label map's value of each prompt (default 1..P); ``ensemble``/``steps`` override the
-        options for this request. Raises ``ComputeBudgetError`` over ``options.max_denoiser_calls``.
+        options for this request. Raises ``ComputeBudgetError`` over ``options.max_denoiser_calls`` unless
+        ``budgeted`` is false (work whose size the server's own settings fix, such as uncertainty scoring).
         """
         with self._lock:
             model, encoder = self.model()
@@ -111,7 +113,7 @@ class SegmentationService:
                 device=self.options.device,
                 seed=seed,
                 max_voxels=self.options.max_voxels,
-                max_denoiser_calls=self.options.max_denoiser_calls,
+                max_denoiser_calls=self.options.max_denoiser_calls if budgeted else None,
             )
             with torch.inference_mode():
                 return segmenter.predict(image, prompts, values)

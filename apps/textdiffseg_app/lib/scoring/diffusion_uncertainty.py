@@ -54,7 +54,10 @@ class DiffusionUncertaintyScoring(ScoringMethod):
                 continue
             image = self._load({"image": datastore.get_image_uri(image_id)})["image"]
             try:
-                prediction = self.service.segment(image, prompts, ensemble=self.settings.uncertainty_ensemble)
+                # Not under the per-request compute budget: the conf (vocabulary, uncertainty_ensemble) sizes this run.
+                prediction = self.service.segment(
+                    image, prompts, ensemble=self.settings.uncertainty_ensemble, budgeted=False
+                )
             except InvalidInputError as err:
                 logger.warning("not scoring %s: %s", image_id, err)
                 continue
