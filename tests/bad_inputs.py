@@ -94,5 +94,5 @@ BAD_INPUTS: list[BadInput] = [
     BadInput("nested JSON as a prompt", 400, "text_prompt", _p(text_prompt={"a": 1})),
     BadInput("object as a switch", 400, "skip_writer", _p(text_prompt="liver", skip_writer={"a": 1})),
     BadInput("unknown result dtype", 400, "result_dtype", _p(text_prompt="liver", result_dtype="object")),
-    BadInput("16 prompts x ensemble 32", 413, "samples per window", SIXTEEN_PROMPTS_X_32),
+    BadInput("16 prompts x ensemble 32", 413, "denoiser calls", SIXTEEN_PROMPTS_X_32),
 ]

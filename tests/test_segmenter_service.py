@@ -85,10 +85,17 @@ def test_requests_over_the_compute_budget_are_refused_before_sampling(tiny_encod
     assert "fewer prompts" in message
     within = Segmenter(model, tiny_encoder, steps=3, ensemble=2, max_denoiser_calls=12)
     assert within.predict(_ct((20, 20, 20)), ["liver", "spleen"]).label_map.shape == (20, 20, 20)
-    wide = Segmenter(model, tiny_encoder, steps=1, ensemble=32, max_denoiser_calls=None)
-    wide.predict_normalized = None  # type: ignore[assignment] - sampling must not start
-    with pytest.raises(ComputeBudgetError, match="96 samples per window"):  # memory bound, whatever the call budget
-        wide.predict(_ct((20, 20, 20)), ["liver", "spleen", "aorta"])
+
+
+def test_many_samples_are_drawn_in_prompt_groups_with_the_same_answer_per_prompt(tiny_encoder: TextEncoder) -> None:
+    """Over ``MAX_SAMPLES_PER_WINDOW`` samples a window is sampled in groups of prompts (bounded memory)."""
+    model = _tiny_model(tiny_encoder, tiny_encoder.name)
+    prompts = ["liver", "spleen", "aorta"]
+    volume = torch.rand(1, 20, 20, 20)
+    grouped = Segmenter(model, tiny_encoder, steps=2, ensemble=32, seed=3).predict_normalized(volume, prompts)
+    assert grouped.shape == (3, 3, 20, 20, 20) and torch.isfinite(grouped).all()
+    alone = Segmenter(model, tiny_encoder, steps=2, ensemble=32, seed=3).predict_normalized(volume, prompts[:2])
+    torch.testing.assert_close(grouped[:, :2], alone)  # 2 x 32 = 64: the first group is the same draw
 
 
 def test_the_service_follows_the_last_existing_candidate(

@@ -21,7 +21,7 @@ from monai.transforms import Orientation, ScaleIntensityRange, Spacing
 from textdiffseg.diffusion.sampling import sample_masks
 from textdiffseg.input_grid import to_input_grid
 from textdiffseg.label_fusion import check_label_values, label_map_from_probabilities
-from textdiffseg.networks.model import TextDiffSeg
+from textdiffseg.networks.model import Condition, TextDiffSeg
 from textdiffseg.text.encoder import TextEncoder
 
 DEFAULT_MAX_VOXELS = 64_000_000  # of the volume resampled to the model spacing
@@ -30,7 +30,8 @@ DEFAULT_MAX_VOXELS = 64_000_000  # of the volume resampled to the model spacing
 # 43 s on 2 loaded CPU cores) and 1,920 for 16 prompts on a 50x50x100 cm whole body; 16 prompts x ensemble 32 (which
 # took 65 s and 5.2 GB on a single window) needs 2,560.
 DEFAULT_MAX_DENOISER_CALLS = 2_000
-# Samples denoised together in one window (prompts x ensemble): memory grows with it (16 x 32 = 512 took 5.2 GB).
+# Samples denoised together (prompts x ensemble) at most: memory grows with it (16 x 32 = 512 at once took 5.2 GB),
+# so larger requests are sampled in groups of prompts.
 MAX_SAMPLES_PER_WINDOW = 64
 MIN_SPACING_MM = 0.05  # voxel sizes outside these bounds are refused (here and in ``input_files``)
 MAX_SPACING_MM = 50.0
@@ -57,6 +58,12 @@ class Prediction:
     uncertainty: np.ndarray  # (P, X, Y, Z) float32, binary entropy (bits) of the ensemble mean
     label_map: np.ndarray  # (X, Y, Z) uint8, values[i] for prompts[i]; the more confident prompt wins overlaps
     affine: np.ndarray  # 4x4, equal to the input's
+
+
+def prompt_slice(condition: Condition, start: int, stop: int) -> Condition:
+    """The condition of prompts ``start:stop`` (image skips shared by all prompts stay as they are)."""
+    skips = [s[start:stop] if s.shape[0] > 1 else s for s in condition.skips]
+    return Condition(condition.fused[start:stop], skips, condition.image_size)
 
 
 def check_image(image: MetaTensor, spacing: tuple[float, float, float], max_voxels: int) -> None:
@@ -189,12 +196,6 @@ class Segmenter(WholeVolumePipeline):
 
     def check_request(self, prompts: list[str], shape: tuple[int, ...]) -> None:
         """Refuse requests over the compute budget, naming the cost, each factor, the limit and how to lower it."""
-        samples = len(prompts) * self.ensemble
-        if samples > MAX_SAMPLES_PER_WINDOW:
-            raise ComputeBudgetError(
-                f"request needs {samples} samples per window ({len(prompts)} prompt(s) x ensemble {self.ensemble}), "
-                f"over the limit of {MAX_SAMPLES_PER_WINDOW}: send fewer prompts or a smaller ensemble"
-            )
         if self.max_denoiser_calls is None:
             return
         windows = sliding_window_count(shape, self.config.roi_size, self.overlap)
@@ -231,12 +232,16 @@ class Segmenter(WholeVolumePipeline):
             outs = []
             for one in window.split(1):  # image features once per window, shared by all prompts
                 condition = self.model.condition(one, tokens, mask)
-                result = sample_masks(self.model, condition, self.steps, self.ensemble, generator)
-                outs.append(
-                    torch.cat([result.probability, result.variance, result.entropy], dim=1).view(
-                        1, 3 * p, *one.shape[2:]
+                # prompts in groups of at most MAX_SAMPLES_PER_WINDOW samples: memory stays bounded however many
+                # prompts a request has (one group, the same random draws as ever, up to that size)
+                group = max(1, MAX_SAMPLES_PER_WINDOW // self.ensemble)
+                parts = []
+                for start in range(0, p, group):
+                    result = sample_masks(
+                        self.model, prompt_slice(condition, start, start + group), self.steps, self.ensemble, generator
                     )
-                )
+                    parts.append(torch.cat([result.probability, result.variance, result.entropy], dim=1))
+                outs.append(torch.cat(parts).view(1, 3 * p, *one.shape[2:]))
             return torch.cat(outs)
 
         with torch.inference_mode():

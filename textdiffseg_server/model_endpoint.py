@@ -1,9 +1,10 @@
 """``PUT /model/{model}``: an admin replaces the served checkpoint, only with one that loads.
 
 MONAI Label copies whatever bytes arrive over the served file (any annotator may, and a garbage upload makes every
-infer a 503). Here the upload is written beside the served file, loaded as a TextDiffSeg checkpoint
-(``weights_only=True``, config and weights checked), and only then renamed over it, atomically; a file that does not
-load is a 400 and the served model is untouched. ``policy`` already restricted the route to admins.
+infer a 503). Here the upload is saved to a temporary file and loaded as a TextDiffSeg checkpoint
+(``weights_only=True``, config and weights checked); only then is it copied over the served file
+(``atomic_files.copy_atomic``); a file that does not load is a 400 and the served model is untouched.
+``policy`` already restricted the route to admins.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from monailabel.endpoints.user.auth import RBAC, User
 from monailabel.interfaces.utils.app import app_instance
 from monailabel.utils.others.generic import file_checksum
 
+from textdiffseg.atomic_files import copy_atomic
 from textdiffseg.checkpoint import CheckpointError, load_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -42,17 +44,15 @@ def update_model(
     if not served:
         raise HTTPException(404, f"model '{model}' has no checkpoint file configured")
     served_path = Path(served)
-    served_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{served_path.name}.", suffix=".upload", dir=served_path.parent)
+    fd, tmp = tempfile.mkstemp(prefix="model_upload_", suffix=".pt")
     try:
         with os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(file.file, out)
         try:
-            load_checkpoint(tmp)
+            load_checkpoint(tmp)  # weights_only=True; config and weights must fit
         except CheckpointError as err:
             raise HTTPException(400, "the upload is not a loadable TextDiffSeg checkpoint") from err
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, served_path)
+        copy_atomic(tmp, served_path)
     finally:
         Path(tmp).unlink(missing_ok=True)
     logger.info("model %s replaced by %s", model, user.username)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +18,8 @@ from monailabel.config import settings
 from monailabel.endpoints import train as monailabel_train
 from monailabel.endpoints.user.auth import RBAC, User
 from monailabel.interfaces.utils.app import app_instance
+
+from textdiffseg.atomic_files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +35,7 @@ def mark_stopped(stats_path: Path) -> bool:
     if not isinstance(stats, dict) or stats.get("status") != "RUNNING":
         return False
     stats.update(status="STOPPED", stopped_ts=int(time.time()))
-    fd, tmp = tempfile.mkstemp(prefix=f".{stats_path.name}.", suffix=".tmp", dir=stats_path.parent)
-    with os.fdopen(fd, "w") as out:
-        json.dump(stats, out, indent=2)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, stats_path)
+    write_json_atomic(stats, stats_path)
     return True
 
 

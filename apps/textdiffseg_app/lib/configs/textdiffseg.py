@@ -26,8 +26,9 @@ key                      default                      meaning
                                                       it is an HTTP 413 naming each factor. With the demo checkpoint
                                                       one prompt on an abdomen needs 60 (43 s on 2 loaded cores),
                                                       16 prompts on a whole body 1,920; 16 prompts x ensemble 32
-                                                      is refused (it is also over the 64 samples per window that
-                                                      bound memory, ``inference.MAX_SAMPLES_PER_WINDOW``).
+                                                      (2,560 on one window) is refused. Memory is bounded apart:
+                                                      at most 64 samples are denoised at once
+                                                      (``inference.MAX_SAMPLES_PER_WINDOW``).
 ``train_steps_per_epoch`` ``25``                      optimisation steps per requested training epoch (at most
                                                       100,000).
 ``max_train_steps``      20,000                       refuse ``/train`` requests whose ``max_epochs`` x
@@ -202,5 +203,6 @@ def build_service(settings: AppSettings) -> SegmentationService:
             max_voxels=settings.max_voxels,
             max_denoiser_calls=settings.max_denoiser_calls,
             how_to_train=f"train one (POST /train/{MODEL_NAME})",
+            vocabulary=settings.vocabulary,
         ),
     )
