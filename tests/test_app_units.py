@@ -191,8 +191,8 @@ def test_bad_infer_requests_raise_prompt_errors(app_lib: SimpleNamespace, reques
 
 def test_infer_request_values_and_defaults(app_lib: SimpleNamespace) -> None:
     parse = app_lib.infer_request.parse_infer_params
-    params = parse({"text_prompt": "liver; gallbladder", "ensemble": "3", "uncertainty": "true"}, VOCAB, 1, None)
-    assert [(p.name, p.value) for p in params.prompts] == [("liver", 1), ("gallbladder", len(INDEX) + 1)]
+    params = parse({"text_prompt": "liver; appendix", "ensemble": "3", "uncertainty": "true"}, VOCAB, 1, None)
+    assert [(p.name, p.value) for p in params.prompts] == [("liver", 1), ("appendix", len(INDEX) + 1)]
     assert (params.ensemble, params.steps, params.uncertainty) == (3, None, True)
     defaults = parse({"text_prompt": "liver"}, VOCAB, 2, 7)
     assert (defaults.ensemble, defaults.steps, defaults.uncertainty) == (2, 7, False)
@@ -243,11 +243,12 @@ def test_slicer_label_info_maps_to_canonical_targets() -> None:
         {"name": "Liver", "idx": 1},
         {"name": "hepatic lesion", "idx": 2},
         {"name": "splenic parenchyma", "idx": 3},
-        {"name": "Gall bladder", "idx": 4},
+        {"name": "Gall bladder", "idx": 4},  # a synonym of the vocabulary's "gallbladder"
+        {"name": "Appendix", "idx": 5},  # free text: kept, lower case
         {"name": "background", "idx": 0},
     ]
     targets = targets_from_label_info(info, VOCAB)
-    assert targets == {"liver": (1, 2), "liver tumor": (2,), "spleen": (3,), "gall bladder": (4,)}
+    assert targets == {"liver": (1, 2), "liver tumor": (2,), "spleen": (3,), "gallbladder": (4,), "appendix": (5,)}
     assert targets_from_label_info({"spleen": 5}, VOCAB) == {"spleen": (5,)}
 
 
@@ -365,3 +366,16 @@ def test_bad_prompt_image_and_size_are_4xx(app_lib: SimpleNamespace, tmp_path: P
         with pytest.raises(HTTPException) as caught:
             task(request)
         assert caught.value.status_code == status and message in caught.value.detail
+
+
+def test_infer_answer_says_how_each_prompt_was_understood(app_lib: SimpleNamespace, tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    save_checkpoint(tmp_path / "model" / "pretrained_textdiffseg.pt", TextDiffSeg(tiny_config()))  # no record: 12
+    task = _infer_task(app_lib, tmp_path, {"sampling_steps": "1"})
+    _, answer = task({"image": _volume(tmp_path / "ct.nii.gz", (8, 8, 8)), "text_prompt": "kidney left; banana"})
+    kidney, banana = answer["prompts"]
+    assert kidney["name"] == "kidney left" and kidney["understood_as"] == "left kidney" and kidney["known"]
+    assert kidney["similarity"] > 0.9
+    assert banana["known"] is False and banana["understood_as"] is None and banana["nearest_trained"]
+    assert "'banana' is not a structure the served model was trained on" in answer["warning"]
+    assert answer["label_names"] == {"kidney left": len(INDEX) + 1, "banana": len(INDEX) + 2}

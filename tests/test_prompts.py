@@ -21,10 +21,10 @@ def test_single_and_multiple_prompts_get_vocabulary_values() -> None:
 
 
 def test_synonyms_map_to_their_structure_and_free_text_gets_new_values() -> None:
-    resolved = resolve_prompts("Hepatic Lesion; gallbladder; spleen", None, VOCAB)
+    resolved = resolve_prompts("Hepatic Lesion; appendix; spleen", None, VOCAB)
     assert resolved[0].name == "liver tumor" and resolved[0].value == INDEX["liver tumor"]
     assert resolved[0].text == "Hepatic Lesion"  # the encoder sees what the user typed
-    assert resolved[1].name == "gallbladder" and resolved[1].value == len(INDEX) + 1
+    assert resolved[1].name == "appendix" and resolved[1].value == len(INDEX) + 1
     assert resolved[2].value == INDEX["spleen"]
 
 

@@ -8,6 +8,7 @@ benchmarks' baselines use it too).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,11 +19,15 @@ from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
 from monai.transforms import Orientation, ScaleIntensityRange, Spacing
 
+from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.diffusion.sampling import sample_masks
 from textdiffseg.input_grid import to_input_grid
 from textdiffseg.label_fusion import check_label_values, label_map_from_probabilities
 from textdiffseg.networks.model import Condition, TextDiffSeg
+from textdiffseg.prompt_match import UNKNOWN_BELOW, PromptMatch, PromptMatcher, trained_structures
 from textdiffseg.text.encoder import TextEncoder
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_VOXELS = 64_000_000  # of the volume resampled to the model spacing
 # Denoiser calls per request (prompts x ensemble x steps x sliding windows) a server allows by default. The demo
@@ -58,6 +63,7 @@ class Prediction:
     uncertainty: np.ndarray  # (P, X, Y, Z) float32, binary entropy (bits) of the ensemble mean
     label_map: np.ndarray  # (X, Y, Z) uint8, values[i] for prompts[i]; the more confident prompt wins overlaps
     affine: np.ndarray  # 4x4, equal to the input's
+    matches: list[PromptMatch] | None = None  # how each prompt was understood (Segmenter); None: not checked
 
 
 def prompt_slice(condition: Condition, start: int, stop: int) -> Condition:
@@ -167,6 +173,10 @@ class Segmenter(WholeVolumePipeline):
         sw_batch_size: windows handed to the predictor at once (each still gets its own image features).
         max_denoiser_calls: refuse (:class:`ComputeBudgetError`) requests needing more denoiser calls than this
             (prompts x ensemble x steps x sliding windows); ``None``: no limit.
+        vocabulary: phrasings of the trained structures and the names that are not free text, for
+            :class:`textdiffseg.prompt_match.PromptMatcher` (default: the built-in vocabulary).
+        unknown_below: prompts the model was not trained on (see :mod:`textdiffseg.prompt_match`) get an empty mask
+            and a warning; free text is unknown below this similarity. ``None``: every prompt is segmented as is.
     """
 
     def __init__(
@@ -181,6 +191,8 @@ class Segmenter(WholeVolumePipeline):
         max_voxels: int = DEFAULT_MAX_VOXELS,
         sw_batch_size: int = 1,
         max_denoiser_calls: int | None = None,
+        vocabulary: PromptVocabulary | None = None,
+        unknown_below: float | None = UNKNOWN_BELOW,
     ) -> None:
         super().__init__(model.config.spacing, model.config.hu_window, max_voxels)
         self.model = model.eval().to(device)
@@ -193,6 +205,25 @@ class Segmenter(WholeVolumePipeline):
         self.seed = seed
         self.sw_batch_size = max(1, sw_batch_size)
         self.max_denoiser_calls = max_denoiser_calls
+        self.matcher = (
+            None
+            if unknown_below is None
+            else PromptMatcher(text_encoder, trained_structures(model.config), vocabulary, unknown_below)
+        )
+
+    def understand(self, prompts: Sequence[str]) -> list[PromptMatch] | None:
+        """How each prompt is understood (``None`` when the check is off)."""
+        return None if self.matcher is None else self.matcher.match_all(list(prompts))
+
+    def predict(self, image: MetaTensor, prompts: list[str], values: Sequence[int] | None = None) -> Prediction:
+        """As :meth:`WholeVolumePipeline.predict`; prompts the model was not trained on get an empty mask (the
+        compute budget still counts them) and ``Prediction.matches`` says how each prompt was understood."""
+        prediction = super().predict(image, prompts, values)
+        prediction.matches = self.understand(prompts)
+        for match in prediction.matches or []:
+            if not match.known:
+                logger.warning("empty mask for an unknown prompt: %s", match.warning)
+        return prediction
 
     def check_request(self, prompts: list[str], shape: tuple[int, ...]) -> None:
         """Refuse requests over the compute budget, naming the cost, each factor, the limit and how to lower it."""
@@ -209,9 +240,19 @@ class Segmenter(WholeVolumePipeline):
             )
 
     def segment_volume(self, volume: torch.Tensor, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean probability and entropy of the diffusion ensemble, ``(P, D, H, W)`` each."""
-        out = self.predict_normalized(volume, prompts)
-        return out[0], out[2]
+        """Mean probability and entropy of the diffusion ensemble, ``(P, D, H, W)`` each; zero for unknown prompts."""
+        matches = self.understand(prompts)
+        known = [i for i in range(len(prompts)) if matches is None or matches[i].known]
+        if len(known) == len(prompts):
+            out = self.predict_normalized(volume, prompts)
+            return out[0], out[2]
+        probability = torch.zeros((len(prompts), *volume.shape[1:]))
+        entropy = torch.zeros_like(probability)
+        if known:
+            out = self.predict_normalized(volume, [prompts[i] for i in known])
+            rows = torch.tensor(known)
+            probability[rows], entropy[rows] = out[0], out[2]
+        return probability, entropy
 
     def predict_normalized(self, volume: torch.Tensor, prompts: list[str]) -> torch.Tensor:
         """Sliding-window sampling on a normalised volume at the model spacing.

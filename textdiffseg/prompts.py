@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from textdiffseg.data.vocabulary import PromptVocabulary
 
 MAX_PROMPT_CHARS = 512
-MAX_PROMPTS = 32
+MAX_PROMPTS = 64  # per request; "no prompt" means the whole vocabulary, which must fit (56 entries)
 
 
 class PromptError(ValueError):

@@ -19,6 +19,7 @@ import torch
 from monai.data import MetaTensor
 
 from textdiffseg.checkpoint import CheckpointError, load_for_inference
+from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.inference import DEFAULT_MAX_DENOISER_CALLS, DEFAULT_MAX_VOXELS, Prediction, Segmenter
 from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.text.encoder import TextEncoder
@@ -43,6 +44,7 @@ class ServiceOptions:
     max_denoiser_calls: int | None = DEFAULT_MAX_DENOISER_CALLS
     overlap: float = 0.25
     how_to_train: str = "train one"  # the first remedy the "no checkpoint" error names
+    vocabulary: PromptVocabulary | None = None  # the served vocabulary (prompt matching); None: the built-in one
 
 
 class SegmentationService:
@@ -114,6 +116,7 @@ class SegmentationService:
                 seed=seed,
                 max_voxels=self.options.max_voxels,
                 max_denoiser_calls=self.options.max_denoiser_calls if budgeted else None,
+                vocabulary=self.options.vocabulary,
             )
             with torch.inference_mode():
                 return segmenter.predict(image, prompts, values)

@@ -127,6 +127,12 @@ class PromptedPatchSampler:
         self.negative_fraction = negative_fraction
         self.rng = random.Random(seed)
 
+    @property
+    def prompted_structures(self) -> list[str]:
+        """Every structure this sampler prompts (as a positive or as an absent-structure negative)."""
+        names = set().union(*(c.targets for c in self.cases))
+        return sorted(names & self.structures if self.structures else names)
+
     def sample(self) -> tuple[torch.Tensor, list[str], torch.Tensor]:
         """One volume patch ``(1, 1, *roi)``, its prompts, and targets ``(P, 1, *roi)``."""
         case = self.rng.choice(self.cases)

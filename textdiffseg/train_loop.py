@@ -23,6 +23,7 @@ from textdiffseg.config import ModelConfig, preset_config
 from textdiffseg.data.folders import LabelledCase, load_case_list, load_folder
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.networks.model import TextDiffSeg
+from textdiffseg.prompt_match import record_trained_structures, trained_structures
 from textdiffseg.text.encoder import TextEncoder
 from textdiffseg.train_data import PromptedPatchSampler, prepare_cases
 from textdiffseg.train_step import Trainer, mean_terms
@@ -123,6 +124,12 @@ def run_training(
         opts.negative_fraction,
         seed=opts.seed * 1000 + trainer.state.step,  # the same on every rank: each keeps its share of a batch
         structures=opts.structures or None,
+    )
+    # The checkpoint records what it learned (textdiffseg.prompt_match): a fresh model the sampled structures, a
+    # resumed or fine-tuned one those it knew before as well.
+    fresh = not (opts.resume and (opts.out / "last.pt").is_file()) and opts.init_from is None
+    record_trained_structures(
+        model.config, [*(() if fresh else trained_structures(model.config)), *sampler.prompted_structures]
     )
     if dist.is_main:
         opts.out.mkdir(parents=True, exist_ok=True)

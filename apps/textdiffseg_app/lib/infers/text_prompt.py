@@ -15,10 +15,13 @@ Request parameters (multipart ``params`` JSON; the clients show the ``config`` b
 
 Response: one label map (uint8 by default) with each prompt's ``ResolvedPrompt.value`` (the vocabulary index, or
 ``len(vocabulary) + 1, ...`` for free text); ``label_names`` = ``{name: value}`` of the prompts segmented;
-``prompts`` = ``[{"name", "value", "text"}]``. 3D Slicer names segments from ``label_names``; OHIF maps values
-through the vocabulary in ``/info`` and drops free-text values. Errors: 400 bad prompt/parameter/image, 413 volume
-too large or over the ``--conf max_denoiser_calls`` compute budget, 503 no usable checkpoint (the model is also
-hidden from ``/info`` until a checkpoint exists). The image file is checked before its voxels are read
+``prompts`` = ``[{"name", "value", "text", "understood_as", "nearest_trained", "similarity", "known"}]``: how each
+prompt was understood (the nearest structure the served checkpoint was trained on, ``textdiffseg.prompt_match``). A
+prompt it was not trained on (``known: false``, ``understood_as: null``) gets an empty mask, and ``warning`` says so.
+3D Slicer names segments from ``label_names``; OHIF maps values through the vocabulary in ``/info`` and drops
+free-text values. Errors: 400 bad prompt/parameter/image, 413 volume too large or over the ``--conf
+max_denoiser_calls`` compute budget, 503 no usable checkpoint (the model is also hidden from ``/info`` until a
+checkpoint exists). The image file is checked before its voxels are read
 (``textdiffseg.input_files``) and a file the loader cannot read is a 400.
 """
 
@@ -118,9 +121,16 @@ class TextPromptInfer(BasicInferTask):
                 steps=params.steps,
             )
         data[self.output_label_key] = MetaTensor(torch.from_numpy(prediction.label_map), affine=prediction.affine)
+        matches = prediction.matches or [None] * len(params.prompts)
         result: dict[str, Any] = {
-            "prompts": [{"name": p.name, "value": p.value, "text": p.text} for p in params.prompts]
+            "prompts": [
+                {"name": p.name, "value": p.value, "text": p.text, **(m.as_json() if m else {})}
+                for p, m in zip(params.prompts, matches)
+            ]
         }
+        warnings = [m.warning for m in matches if m is not None and m.warning]
+        if warnings:
+            result["warning"] = "; ".join(warnings)
         if params.uncertainty:
             means = prompt_uncertainty(prediction.probability, prediction.uncertainty)
             result["uncertainty"] = {p.name: round(u, 6) for p, u in zip(params.prompts, means)}

@@ -1,6 +1,7 @@
 """``/scoring/diffusion_uncertainty``: score every unlabeled image by the diffusion ensemble's uncertainty.
 
-For each image without a ``final`` label, the model segments every vocabulary structure with ``--conf
+For each image without a ``final`` label, the model segments every structure the served checkpoint was trained on
+(``textdiffseg.prompt_match.trained_structures``) with ``--conf
 uncertainty_ensemble`` samples per prompt; ``textdiffseg.uncertainty.image_uncertainty`` reduces the per-prompt
 binary entropy to one number (mean over the voxels where any prompt's probability exceeds 0.05 of the largest
 per-prompt entropy). The score and the time are stored in the image info as ``diffusion_uncertainty`` and
@@ -24,6 +25,7 @@ from lib.activelearning.diffusion_uncertainty import SCORE_KEY, SCORE_TS_KEY
 from lib.configs.textdiffseg import AppSettings
 from textdiffseg.inference import InvalidInputError
 from textdiffseg.params import ParamReader
+from textdiffseg.prompt_match import trained_structures
 from textdiffseg.service import SegmentationService
 from textdiffseg.uncertainty import image_uncertainty
 
@@ -45,7 +47,8 @@ class DiffusionUncertaintyScoring(ScoringMethod):
         """Score the unlabeled images; returns ``{image id: score}`` for every unlabeled image (fresh or cached)."""
         force = ParamReader(request, "scoring request").flag("force", False)
         model_mtime = self.service.checkpoint().stat().st_mtime  # raises CheckpointError when nothing can be served
-        prompts = self.settings.vocabulary.names
+        # the structures the served model was trained on: others would only add empty maps (and memory)
+        prompts = list(trained_structures(self.service.model()[0].config))
         scores: dict[str, float] = {}
         for image_id in sorted(datastore.get_unlabeled_images()):
             info = datastore.get_image_info(image_id)
