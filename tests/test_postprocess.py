@@ -1,0 +1,62 @@
+"""``textdiffseg.postprocess``: organs keep their main pieces, lesions stay inside their organ; the rest untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from textdiffseg.data.vocabulary import PromptVocabulary
+from textdiffseg.postprocess import LESION_ORGAN, PIECES, clean_probabilities
+
+
+def _ball(shape: tuple[int, int, int], centre: tuple[int, int, int], radius: float) -> np.ndarray:
+    grid = np.indices(shape)
+    return sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius**2
+
+
+def _probability(*masks: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.stack([np.where(m, 0.9, 0.1) for m in masks]).astype(np.float32))
+
+
+def test_an_organ_keeps_its_main_piece_and_what_touches_it_but_not_a_distant_blob() -> None:
+    shape = (40, 40, 40)
+    organ = _ball(shape, (20, 20, 20), 8)
+    attached = _ball(shape, (20, 20, 31), 1.5)  # z 30-32: one empty voxel (z 29) from the organ's surface (z 28)
+    blob = _ball(shape, (4, 4, 4), 2)
+    assert not (organ & attached).any()
+    probability = _probability(organ | attached | blob)
+    notes = clean_probabilities(probability, ["liver"])
+    kept = (probability[0] > 0.5).numpy()
+    assert kept[organ].all() and kept[attached].all() and not kept[blob].any()
+    assert notes and notes[0].startswith("liver:")
+
+
+def test_paired_organs_keep_two_pieces_and_free_text_is_untouched() -> None:
+    shape = (40, 40, 40)
+    left, right, speck = _ball(shape, (20, 8, 20), 5), _ball(shape, (20, 32, 20), 5), _ball(shape, (35, 20, 35), 1)
+    probability = _probability(left | right | speck, left | right | speck)
+    before = probability.clone()
+    clean_probabilities(probability, ["kidney", None])
+    both = (probability[0] > 0.5).numpy()
+    assert both[left].all() and both[right].all() and not both[speck].any()
+    assert torch.equal(probability[1], before[1])
+
+
+def test_lesions_outside_their_organ_are_dropped_only_when_the_organ_is_segmented() -> None:
+    shape = (40, 40, 40)
+    liver = _ball(shape, (20, 20, 20), 9)
+    inside, outside = _ball(shape, (20, 20, 24), 2), _ball(shape, (4, 36, 4), 2)
+    lesions = inside | outside
+    alone = _probability(lesions)
+    clean_probabilities(alone, ["liver tumor"])
+    assert (alone[0] > 0.5).numpy()[outside].all(), "no organ in the request: nothing to judge by"
+    together = _probability(lesions, liver)
+    clean_probabilities(together, ["liver tumor", "liver"])
+    kept = (together[0] > 0.5).numpy()
+    assert kept[inside].all() and not kept[outside].any()
+
+
+def test_the_tables_name_only_vocabulary_structures() -> None:
+    names = set(PromptVocabulary.load().names)
+    assert set(PIECES) <= names and set(LESION_ORGAN) <= names
+    assert all(set(organs) <= names for organs in LESION_ORGAN.values())
