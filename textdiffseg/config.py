@@ -17,7 +17,10 @@ class ModelConfig:
     Args:
         spacing: voxel size (mm) the model works at; inputs are resampled to it and back.
         roi_size: sliding-window patch size at ``spacing`` (each side divisible by ``2 * 2 ** len(image_channels)``).
-        hu_window: HU range mapped to [0, 1] (values outside are clipped).
+        hu_window: HU range mapped to [0, 1] (values outside are clipped): the first input channel.
+        extra_windows: further HU windows, one input channel each (e.g. wide ``(-1000, 1000)`` and bone
+            ``(300, 1500)``), so that bone, contrast and air stay distinguishable from soft tissue; empty (the
+            default, and every checkpoint written before this field) = one channel, as before.
         image_channels: channels of the image encoder stages; each stage halves the resolution.
         latent_channels: channels ``k`` of the label latent (LDSeg uses 1; we use a few for sharper masks).
         fused_channels: channels ``c`` of the image latent ``z_i`` that text is fused into.
@@ -42,6 +45,7 @@ class ModelConfig:
     spacing: tuple[float, float, float] = (4.0, 4.0, 4.0)
     roi_size: tuple[int, int, int] = (96, 96, 80)
     hu_window: tuple[float, float] = (-200.0, 300.0)
+    extra_windows: tuple[tuple[float, float], ...] = ()
     image_channels: tuple[int, ...] = (16, 32)
     latent_channels: int = 4
     fused_channels: int = 48
@@ -60,6 +64,16 @@ class ModelConfig:
     text_hidden_size: int = 384
     text_fingerprint: str = ""
     extra: dict = field(default_factory=dict)
+
+    @property
+    def input_windows(self) -> tuple[tuple[float, float], ...]:
+        """Every HU window of the input, one channel each (``hu_window`` first)."""
+        return (tuple(self.hu_window), *(tuple(w) for w in self.extra_windows))  # type: ignore[return-value]
+
+    @property
+    def in_channels(self) -> int:
+        """Image input channels (one per HU window)."""
+        return 1 + len(self.extra_windows)
 
     @property
     def downsample(self) -> int:
@@ -81,6 +95,8 @@ class ModelConfig:
         for key in ("spacing", "roi_size", "hu_window", "image_channels", "denoiser_channels"):
             if key in raw:
                 raw[key] = tuple(raw[key])
+        if "extra_windows" in raw:
+            raw["extra_windows"] = tuple(tuple(float(v) for v in w) for w in raw["extra_windows"])
         return cls(**raw)
 
     def validate(self) -> None:
@@ -92,6 +108,8 @@ class ModelConfig:
             raise ValueError(f"prediction_type must be sample, epsilon or v_prediction, not {self.prediction_type!r}")
         if self.sampling_steps < 1:
             raise ValueError("sampling_steps must be >= 1")
+        if any(len(w) != 2 or not w[0] < w[1] for w in self.input_windows):
+            raise ValueError(f"HU windows must be (low, high) with low < high, got {self.input_windows}")
         if any(s <= 0 for s in self.spacing):
             raise ValueError(f"spacing must be positive, got {self.spacing}")
 
@@ -116,6 +134,11 @@ PRESETS: dict[str, dict[str, object]] = {
     ),
     "default": {},
 }
+
+# Input windows of the multi-window models (``--windows multi``): soft tissue first (the original window, so a
+# one-channel checkpoint can be widened without changing what it computes), then wide (air / lung / fat vs soft
+# tissue) and bone (bone and dense contrast vs soft tissue).
+MULTI_WINDOWS: tuple[tuple[float, float], ...] = ((-1000.0, 1000.0), (300.0, 1500.0))
 
 
 def preset_config(name: str, **overrides: object) -> ModelConfig:

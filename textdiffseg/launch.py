@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from textdiffseg.data.folders import LabelledCase, save_case_list
 from textdiffseg.train_loop import TrainOptions
@@ -25,9 +26,9 @@ class LaunchError(RuntimeError):
 
 def options_to_argv(opts: TrainOptions) -> list[str]:
     """The ``python -m textdiffseg.train`` flags that reproduce ``opts`` (``parse_args`` is the inverse)."""
+    sources = [opts.data] if isinstance(opts.data, (str, Path)) else list(opts.data)
     argv = [
-        "--data",
-        str(opts.data),
+        *(arg for source in sources for arg in ("--data", str(source))),
         "--out",
         str(opts.out),
         "--steps",
@@ -63,6 +64,16 @@ def options_to_argv(opts: TrainOptions) -> list[str]:
         argv.append("--resume")
     if not opts.progress:
         argv.append("--no-progress")
+    for weight in opts.data_weights:
+        argv += ["--data-weight", repr(weight)]
+    for case in opts.exclude_cases:
+        argv += ["--exclude-case", case]
+    if opts.windows:
+        argv += ["--windows", opts.windows]
+    if opts.augment:
+        argv.append("--augment")
+    if opts.foreground_fraction:
+        argv += ["--foreground-fraction", repr(opts.foreground_fraction)]
     return argv
 
 

@@ -26,7 +26,30 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         "--data",
         required=True,
         type=Path,
-        help="MSD/phantom folder (dataset.json), KiTS folder, or a case list .json (save_case_list)",
+        action="append",
+        help="MSD/phantom folder (dataset.json), KiTS folder, or a case list .json (save_case_list); repeatable "
+        "to mix sources (e.g. real and phantom cases)",
+    )
+    p.add_argument(
+        "--data-weight",
+        type=float,
+        action="append",
+        default=[],
+        help="sampling weight of each --data source, in order (default: every case alike)",
+    )
+    p.add_argument("--exclude-case", action="append", default=[], help="leave out this case id (repeatable)")
+    p.add_argument(
+        "--windows",
+        choices=("single", "multi"),
+        help="input HU windows: single (-200..300, the default) or multi (+ wide -1000..1000 and bone 300..1500); "
+        "with --init-from, multi widens a single-window model (new input weights start at zero)",
+    )
+    p.add_argument("--augment", action="store_true", help="MONAI random augmentation of every patch (no flips)")
+    p.add_argument(
+        "--foreground-fraction",
+        type=float,
+        default=0.0,
+        help="share of patches centred on a structure of the case, prompted first (nnU-Net uses 0.33; default 0)",
     )
     p.add_argument("--out", required=True, type=Path, help="run folder (created): model.pt, last.pt, history.jsonl")
     p.add_argument("--steps", type=int, default=2000, help="optimisation steps in total (default 2000)")
@@ -74,8 +97,12 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         p.error("--steps, --prompts-per-volume, --global-batch and --save-every must be at least 1")
     if not 0.0 <= a.negative_fraction <= 1.0:
         p.error("--negative-fraction must be between 0 and 1")
+    if not 0.0 <= a.foreground_fraction <= 1.0:
+        p.error("--foreground-fraction must be between 0 and 1")
+    if a.data_weight and (len(a.data_weight) != len(a.data) or min(a.data_weight) < 0 or sum(a.data_weight) <= 0):
+        p.error("give one non-negative --data-weight per --data (with a positive sum)")
     return TrainOptions(
-        data=a.data,
+        data=a.data[0] if len(a.data) == 1 else tuple(a.data),
         out=a.out,
         steps=a.steps,
         preset=a.preset,
@@ -93,6 +120,11 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         seed=a.seed,
         device=a.device,
         progress=not a.no_progress,
+        data_weights=tuple(a.data_weight),
+        exclude_cases=tuple(a.exclude_case),
+        windows=a.windows,
+        augment=a.augment,
+        foreground_fraction=a.foreground_fraction,
     )
 
 

@@ -6,7 +6,7 @@ Used by ``textdiffseg.train_loop`` (the CLI and the MONAI Label train task) and 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,26 +15,30 @@ from monai.transforms import (
     EnsureChannelFirstd,
     LoadImaged,
     Orientationd,
-    ScaleIntensityRanged,
     Spacingd,
 )
 
+from textdiffseg.augment import PatchAugmenter
 from textdiffseg.config import ModelConfig
 from textdiffseg.data.folders import LabelledCase
 from textdiffseg.data.vocabulary import PromptVocabulary
+from textdiffseg.intensity import HUWindows
 
 MIN_TARGET_VOXELS = 3  # a structure with fewer voxels at the model spacing counts as absent
+AIR_HU = -1024.0  # what HU patches are padded with where a case is smaller than the patch
 
 
 @dataclass
 class PreparedCase:
-    """A case at the model spacing, RAS-oriented, intensities in [0, 1], with the structures it contains."""
+    """A case at the model spacing, RAS-oriented, intensities in [0, 1] (one channel per HU window), with the
+    structures it contains, and its HU image (augmentation works in HU)."""
 
     case_id: str
-    image: torch.Tensor  # (1, D, H, W) float32
+    image: torch.Tensor  # (C, D, H, W) float32, C = number of HU windows
     label: torch.Tensor  # (D, H, W) int16
     targets: dict[str, tuple[int, ...]]
     present: frozenset[str]
+    hu: torch.Tensor | None = None  # (1, D, H, W) float32 HU
 
     def target_mask(self, name: str) -> torch.Tensor:
         """Binary mask (float) of a structure, all zeros when absent."""
@@ -43,15 +47,14 @@ class PreparedCase:
 
 
 def preprocessing(config: ModelConfig) -> Compose:
-    """MONAI dictionary transforms from files to model-ready tensors (image bilinear, label nearest)."""
-    lo, hi = config.hu_window
+    """MONAI dictionary transforms from files to tensors at the model spacing, in HU (image bilinear, label nearest);
+    :class:`textdiffseg.intensity.HUWindows` makes the model input."""
     return Compose(
         [
             LoadImaged(keys=("image", "label"), image_only=True),
             EnsureChannelFirstd(keys=("image", "label")),
             Orientationd(keys=("image", "label"), axcodes="RAS"),
             Spacingd(keys=("image", "label"), pixdim=config.spacing, mode=("bilinear", "nearest")),
-            ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True),
         ]
     )
 
@@ -59,35 +62,49 @@ def preprocessing(config: ModelConfig) -> Compose:
 def prepare_cases(cases: Iterable[LabelledCase], config: ModelConfig) -> list[PreparedCase]:
     """Load and resample every case once (they are small at the model spacing)."""
     transform = preprocessing(config)
+    window = HUWindows(config.input_windows)
     prepared = []
     for case in cases:
         data = transform({"image": str(case.image), "label": str(case.label)})
+        hu = data["image"].as_tensor().float()
         label = data["label"].as_tensor()[0].round().to(torch.int16)
         present = frozenset(
             name
             for name, values in case.targets.items()
             if int(torch.isin(label, torch.tensor(values, dtype=label.dtype)).sum()) >= MIN_TARGET_VOXELS
         )
-        prepared.append(
-            PreparedCase(case.case_id, data["image"].as_tensor().float(), label, dict(case.targets), present)
-        )
+        image = torch.as_tensor(window(hu)).float()
+        prepared.append(PreparedCase(case.case_id, image, label, dict(case.targets), present, hu))
     return prepared
 
 
 def random_crop(
-    case: PreparedCase, roi_size: tuple[int, int, int], rng: random.Random
+    case: PreparedCase,
+    roi_size: tuple[int, int, int],
+    rng: random.Random,
+    centre: Sequence[int] | None = None,
+    use_hu: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random ``roi_size`` box of a case's image ``(1, *roi)`` and label ``(*roi)``, zero-padded (centred) where
-    the case is smaller than the box."""
-    image, label = case.image, case.label
-    pads = []
+    """A random ``roi_size`` box of a case's image ``(C, *roi)`` and label ``(*roi)``, padded (centred) where the
+    case is smaller than the box (zeros; air with ``use_hu``, which crops the HU image instead).
+
+    ``centre``: a voxel the box is centred on (moved inwards where it would leave the case); default a uniform box.
+    """
+    image, label = (case.hu, case.label) if use_hu else (case.image, case.label)
+    if image is None:
+        raise ValueError(f"case {case.case_id} has no HU image to crop")
+    pads, offsets = [], []
     for size, roi in zip(reversed(label.shape), reversed(roi_size)):
         extra = max(0, roi - size)
         pads += [extra // 2, extra - extra // 2]
+        offsets.insert(0, extra // 2)
     if any(pads):
-        image = torch.nn.functional.pad(image, pads)
+        image = torch.nn.functional.pad(image, pads, value=AIR_HU if use_hu else 0.0)
         label = torch.nn.functional.pad(label, pads)
-    starts = [rng.randint(0, s - r) for s, r in zip(label.shape, roi_size)]
+    if centre is None:
+        starts = [rng.randint(0, s - r) for s, r in zip(label.shape, roi_size)]
+    else:
+        starts = [min(max(0, c + o - r // 2), s - r) for c, o, s, r in zip(centre, offsets, label.shape, roi_size)]
     box = tuple(slice(s, s + r) for s, r in zip(starts, roi_size))
     return image[(slice(None), *box)], label[box]
 
@@ -98,6 +115,12 @@ class PromptedPatchSampler:
     Negatives are only drawn among structures the case's dataset *annotates* but that are absent from this case
     ("liver tumor" on a tumour-free liver), never among structures the dataset does not label at all.
     ``structures`` limits training to some of the annotated structures (e.g. a kidney-only site model).
+
+    ``case_weights`` (one per case) weight the choice of case (e.g. to balance real and phantom sources; default:
+    uniform). ``foreground_fraction`` of the patches are centred on a random voxel of a structure the case
+    contains, and that structure is the patch's first prompt (nnU-Net oversamples foreground for a third of its
+    patches); the others are uniform boxes. ``augment`` (:class:`textdiffseg.augment.PatchAugmenter`) augments every
+    patch. With the defaults the sampler draws exactly what it drew before these options existed.
     """
 
     def __init__(
@@ -109,9 +132,17 @@ class PromptedPatchSampler:
         negative_fraction: float = 0.25,
         seed: int = 0,
         structures: tuple[str, ...] | None = None,
+        case_weights: Sequence[float] | None = None,
+        foreground_fraction: float = 0.0,
+        augment: PatchAugmenter | None = None,
     ) -> None:
         if not cases:
             raise ValueError("no training cases")
+        if case_weights is not None and len(case_weights) != len(cases):
+            raise ValueError(f"{len(case_weights)} case weights for {len(cases)} cases")
+        if not 0.0 <= foreground_fraction <= 1.0:
+            raise ValueError("foreground_fraction must be between 0 and 1")
+        weights = list(case_weights) if case_weights is not None else None
         if structures:
             known = set().union(*(c.targets for c in cases))
             unknown = sorted(set(structures) - known)
@@ -119,8 +150,16 @@ class PromptedPatchSampler:
                 raise ValueError(f"structures {unknown} are not annotated in the training data (has {sorted(known)})")
         self.structures = frozenset(structures) if structures else None
         if self.structures:  # a case that annotates none of the chosen structures has nothing to prompt
-            cases = [c for c in cases if self.structures & set(c.targets)]
+            keep = [i for i, c in enumerate(cases) if self.structures & set(c.targets)]
+            cases = [cases[i] for i in keep]
+            weights = [weights[i] for i in keep] if weights is not None else None
+        if weights is not None and (any(w < 0 for w in weights) or sum(weights) <= 0):
+            raise ValueError("case weights must be >= 0 with a positive sum")
         self.cases = cases
+        self.case_weights = weights
+        self.foreground_fraction = foreground_fraction
+        self.augment = augment
+        self._voxels: dict[tuple[int, str], torch.Tensor] = {}
         self.vocabulary = vocabulary
         self.roi_size = roi_size
         self.prompts_per_volume = prompts_per_volume
@@ -133,18 +172,37 @@ class PromptedPatchSampler:
         names = set().union(*(c.targets for c in self.cases))
         return sorted(names & self.structures if self.structures else names)
 
+    def _random_voxel(self, index: int, name: str) -> list[int]:
+        key = (index, name)
+        if key not in self._voxels:
+            self._voxels[key] = torch.nonzero(self.cases[index].target_mask(name) > 0)
+        voxels = self._voxels[key]
+        return [int(v) for v in voxels[self.rng.randrange(len(voxels))]]
+
     def sample(self) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-        """One volume patch ``(1, 1, *roi)``, its prompts, and targets ``(P, 1, *roi)``."""
-        case = self.rng.choice(self.cases)
-        image, label = random_crop(case, self.roi_size, self.rng)
-        cropped = PreparedCase(case.case_id, image, label, case.targets, case.present)
+        """One volume patch ``(1, C, *roi)``, its prompts, and targets ``(P, 1, *roi)``."""
+        if self.case_weights is None:
+            index = self.rng.choice(range(len(self.cases)))  # the same draw as choice(self.cases)
+        else:
+            index = self.rng.choices(range(len(self.cases)), weights=self.case_weights)[0]
+        case = self.cases[index]
         allowed = self.structures or frozenset(case.targets)
         positives = sorted(case.present & allowed)
         negatives = sorted((set(case.targets) - case.present) & allowed)
+        focus = None
+        if self.foreground_fraction and positives and self.rng.random() < self.foreground_fraction:
+            focus = self.rng.choice(positives)
+        centre = None if focus is None else self._random_voxel(index, focus)
+        image, label = random_crop(case, self.roi_size, self.rng, centre, use_hu=self.augment is not None)
+        if self.augment is not None:
+            image, label = self.augment(image, label)
+        cropped = PreparedCase(case.case_id, image, label, case.targets, case.present)
         names = []
         for _ in range(self.prompts_per_volume):
             use_negative = negatives and (not positives or self.rng.random() < self.negative_fraction)
             names.append(self.rng.choice(negatives if use_negative else positives))
+        if focus is not None:
+            names[0] = focus
         prompts = [self.vocabulary.sample_prompt(n, self.rng) if n in self.vocabulary.names else n for n in names]
         targets = torch.stack([cropped.target_mask(n) for n in names])[:, None]
         jitter = 1.0 + 0.05 * (2 * self.rng.random() - 1)

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
+from textdiffseg.augment import PatchAugmenter
 from textdiffseg.checkpoint import load_checkpoint, save_checkpoint
-from textdiffseg.config import ModelConfig, preset_config
+from textdiffseg.config import MULTI_WINDOWS, ModelConfig, preset_config
 from textdiffseg.data.folders import LabelledCase, load_case_list, load_folder
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.networks.model import TextDiffSeg
@@ -41,7 +42,7 @@ ABLATIONS = {
 class TrainOptions:
     """What a training run does (the CLI flags, also used by the MONAI Label train task)."""
 
-    data: Path  # a dataset folder, or a case list JSON (textdiffseg.data.folders.save_case_list)
+    data: Path | tuple[Path, ...]  # dataset folder(s) or case list JSON(s) (textdiffseg.data.folders.save_case_list)
     out: Path
     steps: int = 2000
     preset: str = "default"
@@ -59,11 +60,47 @@ class TrainOptions:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
+    data_weights: tuple[float, ...] = ()  # sampling weight of each data source (default: every case alike)
+    exclude_cases: tuple[str, ...] = ()  # case ids left out (e.g. a held-out patient)
+    windows: str | None = None  # "single" (one soft-tissue window) or "multi" (MULTI_WINDOWS); None: preset's
+    augment: bool = False  # MONAI random augmentation of every patch (textdiffseg.augment)
+    foreground_fraction: float = 0.0  # share of patches centred on a prompted structure
+
+
+def _extra_windows(windows: str | None, default: tuple) -> tuple:
+    if windows is None:
+        return default
+    if windows not in ("single", "multi"):
+        raise ValueError(f"windows must be 'single' or 'multi', not {windows!r}")
+    return MULTI_WINDOWS if windows == "multi" else ()
+
+
+def widen_input(model: TextDiffSeg, extra_windows: tuple) -> TextDiffSeg:
+    """The same model with other input windows: weights of channels it did not have start at zero, so a widened
+    one-channel model computes exactly what it computed before until training moves them."""
+    if tuple(model.config.extra_windows) == tuple(extra_windows):
+        return model
+    wide = TextDiffSeg(replace(model.config, extra_windows=tuple(extra_windows), extra=dict(model.config.extra)))
+    old = model.state_dict()
+    state = {}
+    for key, value in wide.state_dict().items():
+        src = old[key]
+        if src.shape != value.shape:
+            if src.dim() < 2 or src.shape[0] != value.shape[0] or src.shape[2:] != value.shape[2:]:
+                raise ValueError(f"cannot widen {key}: {tuple(src.shape)} -> {tuple(value.shape)}")
+            grown = torch.zeros_like(value)
+            n = min(src.shape[1], value.shape[1])
+            grown[:, :n] = src[:, :n]
+            src = grown
+        state[key] = src
+    wide.load_state_dict(state)
+    return wide
 
 
 def build_config(opts: TrainOptions, encoder: TextEncoder) -> ModelConfig:
     """The model config for a fresh run: preset, ablation switches and the text encoder's identity."""
     config = preset_config(opts.preset)
+    config = replace(config, extra_windows=_extra_windows(opts.windows, config.extra_windows))
     switches = {ABLATIONS[a]: False for a in opts.ablations}
     return replace(
         config,
@@ -84,9 +121,28 @@ def _initial_model(opts: TrainOptions, encoder: TextEncoder) -> tuple[TextDiffSe
     if opts.init_from is not None:
         model, _ = load_checkpoint(opts.init_from, encoder)
         logger.info("fine-tuning from %s", opts.init_from)
-        return model, {}
+        return widen_input(model, _extra_windows(opts.windows, model.config.extra_windows)), {}
     torch.manual_seed(opts.seed)
     return TextDiffSeg(build_config(opts, encoder)), {}
+
+
+def load_sources(opts: TrainOptions) -> tuple[list[LabelledCase], list[float] | None]:
+    """The cases of every data source (less ``exclude_cases``) and, with ``data_weights``, each case's sampling
+    weight (its source's weight shared among the source's cases)."""
+    sources = [opts.data] if isinstance(opts.data, (str, Path)) else list(opts.data)
+    if opts.data_weights and len(opts.data_weights) != len(sources):
+        raise ValueError(f"{len(opts.data_weights)} data weights for {len(sources)} data sources")
+    cases: list[LabelledCase] = []
+    weights: list[float] = []
+    for k, source in enumerate(map(Path, sources)):
+        found = load_case_list(source) if source.suffix == ".json" else load_folder(source)
+        found = [c for c in found if c.case_id not in opts.exclude_cases]
+        if not found:
+            raise ValueError(f"no training cases left in {source}")
+        cases += found
+        weight = opts.data_weights[k] if opts.data_weights else 1.0
+        weights += [weight / len(found)] * len(found)
+    return cases, (weights if opts.data_weights else None)
 
 
 def run_training(
@@ -102,8 +158,9 @@ def run_training(
     encoder = encoder or TextEncoder(opts.text_encoder, device=str(dist.device))
     vocabulary = PromptVocabulary.load(opts.vocabulary)
     model, extra = _initial_model(opts, encoder)
+    case_weights = None
     if cases is None:
-        cases = load_case_list(opts.data) if opts.data.suffix == ".json" else load_folder(opts.data)
+        cases, case_weights = load_sources(opts)
     prepared = prepare_cases(cases, model.config)
     global_batch = opts.global_batch or dist.world_size
     if global_batch % dist.world_size:
@@ -124,6 +181,11 @@ def run_training(
         opts.negative_fraction,
         seed=opts.seed * 1000 + trainer.state.step,  # the same on every rank: each keeps its share of a batch
         structures=opts.structures or None,
+        case_weights=case_weights,
+        foreground_fraction=opts.foreground_fraction,
+        augment=PatchAugmenter(model.config.input_windows, seed=opts.seed * 1000 + trainer.state.step + 1)
+        if opts.augment
+        else None,
     )
     # The checkpoint records what it learned (textdiffseg.prompt_match): a fresh model the sampled structures, a
     # resumed or fine-tuned one those it knew before as well.

@@ -42,6 +42,28 @@ class PhantomConfig:
     spacing: tuple[float, float, float] | None = None
     tumour_probability: float = 0.4
     force_one_tumour: bool = True  # tumour type (index % 4) always present; False + probability 0 = tumour-free
+    randomise: str = "default"  # "wide": + contrast phase, per-structure HU shifts, noise, blur, slice thickness
+
+
+def _widen(hu: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple:
+    """``randomise="wide"`` on a painted case (before the scanner stage), from its own random stream: a contrast
+    phase (non-contrast compresses every enhancement towards 40 HU; arterial brightens vessels), a random HU
+    shift per structure, and scanner settings for the stage after (blur factor, noise level, slice thickness)."""
+    phase = rng.choice(["non-contrast", "arterial", "venous", "delayed"])
+    soft = (hu > 0) & (hu < 400)
+    if phase == "non-contrast":
+        hu[soft] = 40.0 + (hu[soft] - 40.0) * rng.uniform(0.15, 0.4)
+    elif phase == "arterial":
+        vessels = (hu > 180) & (hu < 400)  # aorta and kidney cortex: arterial enhancement
+        hu[vessels] += rng.uniform(80, 200)
+    for value in np.unique(label):
+        if value:
+            hu[label == value] += rng.uniform(-30.0, 30.0)
+    hu += rng.uniform(-25.0, 25.0)  # calibration
+    blur = float(rng.uniform(0.5, 1.8))
+    noise = float(rng.uniform(5.0, 45.0))
+    thick = float(rng.uniform(0.0, 2.0)) if rng.random() < 0.5 else 0.0  # extra z blur (mm / spacing)
+    return blur, noise, thick, str(phase)
 
 
 @dataclass
@@ -316,8 +338,15 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
 
     # Scanner: partial-volume blur (about one voxel), then quantum noise.
     sigma_vox = [0.7 / s * min(grid.spacing) for s in grid.spacing]
+    wide = None
+    if cfg.randomise == "wide":  # its own stream: the default series stays what it was
+        wide = _widen(c.hu, c.label, np.random.default_rng([seed, index, 1]))
+        sigma_vox = [wide[0] * v for v in sigma_vox[:2]] + [wide[0] * sigma_vox[2] + wide[2]]
     hu = gaussian_filter(c.hu, sigma=sigma_vox)
     hu += rng.normal(0.0, rng.uniform(6.0, 20.0), size=hu.shape).astype(np.float32)
+    if wide is not None:
+        noise_rng = np.random.default_rng([seed, index, 2])
+        hu += noise_rng.normal(0.0, wide[1], size=hu.shape).astype(np.float32)
     image = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
     return PhantomCase(
         image=image, label=c.label, affine=grid.affine, description=_describe(grid, phase, tumours), tumours=tumours
@@ -433,13 +462,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("SX", "SY", "SZ"),
         help="fix the voxel size in mm (e.g. 3 3 3 for small training volumes) instead of drawing it",
     )
+    p.add_argument(
+        "--randomise",
+        choices=("default", "wide"),
+        default="default",
+        help="wide: + contrast phase (non-contrast/arterial/venous/delayed), per-structure HU shifts, stronger "
+        "noise and blur, thicker slices (the default series is unchanged)",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print the per-label table")
     args = p.parse_args(argv)
     if args.n < 1:
         p.error("--n must be at least 1")
     if args.spacing and min(args.spacing) <= 0:
         p.error("--spacing must be positive")
-    cfg = PhantomConfig(spacing=tuple(args.spacing) if args.spacing else None)
+    cfg = PhantomConfig(spacing=tuple(args.spacing) if args.spacing else None, randomise=args.randomise)
     stats = write_dataset(args.out, args.n, args.seed, cfg)
     if not args.quiet:
         print(format_table(stats))

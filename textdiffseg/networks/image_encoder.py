@@ -16,12 +16,13 @@ class ImageEncoder(nn.Module):
     Args:
         channels: channels per stage, e.g. ``(16, 32)`` -> downsampling by 4.
         out_channels: channels ``c`` of the returned latent ``z_i``.
+        in_channels: image channels (one per HU window).
     """
 
-    def __init__(self, channels: tuple[int, ...], out_channels: int) -> None:
+    def __init__(self, channels: tuple[int, ...], out_channels: int, in_channels: int = 1) -> None:
         super().__init__()
         stages: list[nn.Module] = []
-        in_ch = 1
+        in_ch = in_channels
         for ch in channels:
             stages.append(ResidualUnit(3, in_ch, ch, strides=2, subunits=2, norm="INSTANCE", act="PRELU"))
             in_ch = ch
@@ -29,7 +30,7 @@ class ImageEncoder(nn.Module):
         self.head = Convolution(3, in_ch, out_channels, kernel_size=1, conv_only=True)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``image`` (B, 1, D, H, W) -> ``(z_i, skips)``; skips from the half-resolution stage onwards."""
+        """``image`` (B, C, D, H, W) -> ``(z_i, skips)``; skips from the half-resolution stage onwards."""
         skips = []
         x = image
         for stage in self.stages:
@@ -41,11 +42,11 @@ class ImageEncoder(nn.Module):
 class PooledImageEncoder(nn.Module):
     """Ablation "no image encoder": z_i is the average-pooled intensity lifted by a 1x1 conv; no skip features."""
 
-    def __init__(self, downsample: int, out_channels: int) -> None:
+    def __init__(self, downsample: int, out_channels: int, in_channels: int = 1) -> None:
         super().__init__()
         self.pool = nn.AvgPool3d(downsample)
-        self.lift = nn.Conv3d(1, out_channels, kernel_size=1)
+        self.lift = nn.Conv3d(in_channels, out_channels, kernel_size=1)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``image`` (B, 1, D, H, W) -> ``(z_i, [])``."""
+        """``image`` (B, C, D, H, W) -> ``(z_i, [])``."""
         return self.lift(self.pool(image)), []

@@ -48,10 +48,12 @@ class TextDiffSeg(nn.Module):
         self.config = config
         f = config.downsample
         if config.use_image_encoder:
-            self.image_encoder: nn.Module = ImageEncoder(config.image_channels, config.fused_channels)
+            self.image_encoder: nn.Module = ImageEncoder(
+                config.image_channels, config.fused_channels, config.in_channels
+            )
             skip_channels = tuple(config.image_channels[:-1])  # finest first
         else:
-            self.image_encoder = PooledImageEncoder(f, config.fused_channels)
+            self.image_encoder = PooledImageEncoder(f, config.fused_channels, config.in_channels)
             skip_channels = ()
         self.text_projection = nn.Sequential(
             nn.Linear(config.text_hidden_size, config.text_dim), nn.LayerNorm(config.text_dim)
