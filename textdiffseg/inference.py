@@ -17,11 +17,12 @@ import torch
 from monai.data import MetaTensor
 from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
-from monai.transforms import Orientation, ScaleIntensityRange, Spacing
+from monai.transforms import Orientation, Spacing
 
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.diffusion.sampling import sample_masks
 from textdiffseg.input_grid import to_input_grid
+from textdiffseg.intensity import HUWindows
 from textdiffseg.label_fusion import check_label_values, label_map_from_probabilities
 from textdiffseg.networks.model import Condition, TextDiffSeg
 from textdiffseg.prompt_match import UNKNOWN_BELOW, PromptMatch, PromptMatcher, trained_structures
@@ -109,26 +110,25 @@ class WholeVolumePipeline:
 
     Args:
         spacing: the working spacing (mm) volumes are resampled to.
-        hu_window: HU range mapped to [0, 1] (clipped).
+        hu_window: HU range mapped to [0, 1] (clipped), or several ranges (one input channel each).
         max_voxels: refuse volumes larger than this at ``spacing``.
     """
 
     def __init__(
         self,
         spacing: tuple[float, float, float],
-        hu_window: tuple[float, float],
+        hu_window: tuple[float, float] | tuple[tuple[float, float], ...],
         max_voxels: int = DEFAULT_MAX_VOXELS,
     ) -> None:
         self.spacing = spacing
         self.max_voxels = max_voxels
-        lo, hi = hu_window
-        self._scale = ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)
+        self._scale = HUWindows(hu_window)
 
     def check_request(self, prompts: list[str], shape: tuple[int, ...]) -> None:
         """Refuse a request before any model call (``shape``: the volume at the working spacing); default: accept."""
 
     def segment_volume(self, volume: torch.Tensor, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(P, D, H, W)`` probabilities and entropies (``None``: no uncertainty) of a normalised ``(1, D, H, W)``."""
+        """``(P, D, H, W)`` probabilities and entropies (``None``: no uncertainty) of a normalised ``(C, D, H, W)``."""
         raise NotImplementedError
 
     def predict(self, image: MetaTensor, prompts: list[str], values: Sequence[int] | None = None) -> Prediction:
@@ -194,7 +194,7 @@ class Segmenter(WholeVolumePipeline):
         vocabulary: PromptVocabulary | None = None,
         unknown_below: float | None = UNKNOWN_BELOW,
     ) -> None:
-        super().__init__(model.config.spacing, model.config.hu_window, max_voxels)
+        super().__init__(model.config.spacing, model.config.input_windows, max_voxels)
         self.model = model.eval().to(device)
         self.text_encoder = text_encoder
         self.config = model.config
