@@ -1,4 +1,4 @@
-"""NIfTI -> DICOM CT export and DICOM-SEG I/O, checked by reading the files back with SimpleITK (GDCM).
+"""NIfTI -> DICOM CT export, checked by reading the files back with SimpleITK (GDCM); DICOM-SEG: test_dicom_seg.py.
 
 SimpleITK is what MONAI Label's DICOMweb datastore uses to turn a downloaded series into the NIfTI the model sees,
 so "world coordinates survive the round trip" here means the server's masks line up with the PACS series.
@@ -15,7 +15,6 @@ import pytest
 import SimpleITK as sitk  # noqa: N813
 
 from textdiffseg.data.dicom_export import export_volume, hu_to_stored, main, slice_geometry
-from textdiffseg.data.dicom_seg import read_dicom_seg, resample_to, write_dicom_seg
 
 
 def _read_series(folder: Path) -> sitk.Image:
@@ -44,9 +43,7 @@ def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
         # RAS-ordered voxels with a reversed slice axis: left/right and slice order must not flip
         np.array([[1.2, 0, 0, -15.0], [0, 0.8, 0, 7.5], [0, 0, -2.5, 60.0], [0, 0, 0, 1]]),
         # oblique (rotated about z by 30 degrees)
-        np.array(
-            [[1.73205, -0.5, 0, 3.0], [1.0, 0.866025, 0, -4.0], [0, 0, 2.0, 5.0], [0, 0, 0, 1]]
-        ),
+        np.array([[1.73205, -0.5, 0, 3.0], [1.0, 0.866025, 0, -4.0], [0, 0, 2.0, 5.0], [0, 0, 0, 1]]),
     ],
     ids=["phantom-lps", "ras-reversed-slices", "oblique"],
 )
@@ -109,35 +106,6 @@ def test_hu_below_minus_1024_moves_the_intercept_and_shear_is_refused() -> None:
     np.testing.assert_array_equal(stored.astype(int) + intercept, [-2048, 0, 3000])
     with pytest.raises(ValueError, match="not orthogonal"):
         slice_geometry(np.array([[1.0, 0.5, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1]]), 0)
-
-
-def test_dicom_seg_round_trip_keeps_values_names_and_reference(tmp_path: Path) -> None:
-    affine = np.array([[-1.5, 0, 0, 10.0], [0, -1.5, 0, 20.0], [0, 0, 2.0, -5.0], [0, 0, 0, 1]])
-    _write_nifti(tmp_path / "ct.nii.gz", np.zeros((8, 6, 5), np.int16), affine)
-    exported = export_volume(tmp_path / "ct.nii.gz", tmp_path / "dcm")
-    sitk.WriteImage(_read_series(exported.folder), str(tmp_path / "grid.nii.gz"))
-    grid = nib.load(tmp_path / "grid.nii.gz")
-    label = np.zeros(grid.shape, np.uint8)
-    label[1:4, 1:3, 1:3] = 4  # only "liver"-style value 4 and value 9 present
-    label[5:7, 3:5, 3] = 9
-    _write_nifti(tmp_path / "label.nii.gz", label, grid.affine)
-    seg_uid = write_dicom_seg(
-        tmp_path / "label.nii.gz", exported.folder, {4: "liver", 9: "left kidney", 2: "absent"}, tmp_path / "seg.dcm"
-    )
-    decoded = read_dicom_seg(tmp_path / "seg.dcm")
-    assert decoded.segments == {4: "liver", 9: "left kidney"}
-    assert decoded.referenced_series_uid == exported.uids.series
-    assert pydicom.dcmread(str(tmp_path / "seg.dcm")).SeriesInstanceUID == seg_uid
-    on_grid = resample_to(decoded.image, sitk.ReadImage(str(tmp_path / "grid.nii.gz")))
-    np.testing.assert_array_equal(sitk.GetArrayFromImage(on_grid), label.transpose(2, 1, 0))
-
-
-def test_empty_label_is_refused(tmp_path: Path) -> None:
-    _write_nifti(tmp_path / "ct.nii.gz", np.zeros((3, 3, 2), np.int16), np.eye(4))
-    exported = export_volume(tmp_path / "ct.nii.gz", tmp_path / "dcm")
-    _write_nifti(tmp_path / "empty.nii.gz", np.zeros((3, 3, 2), np.uint8), np.eye(4))
-    with pytest.raises(ValueError, match="empty"):
-        write_dicom_seg(tmp_path / "empty.nii.gz", exported.folder, {}, tmp_path / "seg.dcm")
 
 
 def test_cli_exports_a_folder_and_reports_errors_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -169,10 +169,14 @@ def test_saved_final_label_becomes_a_dicom_seg_named_after_the_prompts(setup: Se
     assert len(segs) == 1
     seg = _fetch_seg(setup, segs[0])
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == setup.series["phantom_000"]
-    assert {int(s.SegmentNumber): str(s.SegmentLabel) for s in seg.SegmentSequence} == {
-        INDEX["liver"]: "liver",
-        INDEX["spleen"]: "spleen",
-    }
+    # segments 1, 2, ... (DICOM numbers them consecutively) named after the prompts, on the CT's frame of reference
+    assert [(int(s.SegmentNumber), str(s.SegmentLabel)) for s in seg.SegmentSequence] == [(1, "liver"), (2, "spleen")]
+    assert {str(s.SegmentAlgorithmType) for s in seg.SegmentSequence} == {"MANUAL"}
+    ct = setup.pacs.series(Modality="CT", SeriesInstanceUID=setup.series["phantom_000"])[0]
+    ct_instance = DICOMwebClient(url=setup.pacs.dicomweb).retrieve_series_metadata(
+        tag_value(ct, STUDY_UID), tag_value(ct, SERIES_UID)
+    )[0]
+    assert seg.FrameOfReferenceUID == tag_value(ct_instance, "00200052")
     stats = requests.get(f"{setup.url}/datastore/", timeout=60).json()
     assert stats["completed"] == 1, stats
 

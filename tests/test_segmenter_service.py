@@ -119,3 +119,22 @@ def test_the_service_follows_the_last_existing_candidate(
     with pytest.raises(ComputeBudgetError):
         budgeted.segment(_ct(), ["liver", "spleen"], steps=1)
     assert budgeted.segment(_ct(), ["liver", "spleen"], steps=1, budgeted=False).label_map.shape == (16, 16, 12)
+
+
+def test_one_request_one_answer_and_a_prompts_noise_is_its_own(tiny_encoder: TextEncoder) -> None:
+    """The same request gives the same bytes; a prompt's answer does not depend on the other prompts or their order
+    (each prompt has its own noise stream, seeded from the request's seed and its text); another seed varies it."""
+    model = _tiny_model(tiny_encoder, tiny_encoder.name)
+    with torch.no_grad():  # untrained, the denoiser's zero-initialised output layer would ignore the noise
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.1)
+    volume = torch.rand(1, 20, 20, 20, generator=torch.Generator().manual_seed(1))
+
+    def run(prompts: list[str], seed: int = 0) -> torch.Tensor:
+        return Segmenter(model, tiny_encoder, steps=2, ensemble=2, seed=seed).predict_normalized(volume, prompts)
+
+    first = run(["liver", "spleen"])
+    assert torch.equal(first, run(["liver", "spleen"]))
+    torch.testing.assert_close(run(["spleen", "liver"])[:, [1, 0]], first)  # equal up to float batching
+    torch.testing.assert_close(run(["liver"])[:, 0], first[:, 0])
+    assert not torch.equal(run(["liver", "spleen"], seed=1), first)

@@ -20,7 +20,7 @@ from monai.inferers import sliding_window_inference
 from monai.transforms import Orientation, Spacing
 
 from textdiffseg.data.vocabulary import PromptVocabulary
-from textdiffseg.diffusion.sampling import sample_masks
+from textdiffseg.diffusion.sampling import prompt_seed, sample_masks
 from textdiffseg.input_grid import to_input_grid
 from textdiffseg.intensity import HUWindows
 from textdiffseg.label_fusion import check_label_values, label_map_from_probabilities
@@ -168,7 +168,8 @@ class Segmenter(WholeVolumePipeline):
         ensemble: diffusion samples per prompt; >1 gives a meaningful variance.
         overlap: sliding-window overlap.
         device: torch device.
-        seed: seed of the sampling noise (results are reproducible per seed).
+        seed: seed of the sampling noise; each prompt's noise is seeded from it and the prompt's text
+            (:func:`textdiffseg.diffusion.sampling.prompt_seed`): the same request gives the same bytes.
         max_voxels: refuse volumes larger than this at the model spacing.
         sw_batch_size: windows handed to the predictor at once (each still gets its own image features).
         max_denoiser_calls: refuse (:class:`ComputeBudgetError`) requests needing more denoiser calls than this
@@ -266,7 +267,9 @@ class Segmenter(WholeVolumePipeline):
         """
         tokens, mask = self.text_encoder.encode(prompts)
         tokens, mask = tokens.to(self.device), mask.to(self.device)
-        generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        # one noise stream per prompt, consumed window after window: a prompt's mask depends on the seed, the
+        # prompt, the image and the settings only, never on the other prompts of the request or their order
+        generators = [torch.Generator(device=self.device).manual_seed(prompt_seed(self.seed, t)) for t in prompts]
         p = len(prompts)
 
         def predictor(window: torch.Tensor) -> torch.Tensor:
@@ -274,12 +277,16 @@ class Segmenter(WholeVolumePipeline):
             for one in window.split(1):  # image features once per window, shared by all prompts
                 condition = self.model.condition(one, tokens, mask)
                 # prompts in groups of at most MAX_SAMPLES_PER_WINDOW samples: memory stays bounded however many
-                # prompts a request has (one group, the same random draws as ever, up to that size)
+                # prompts a request has (the noise is per prompt, so grouping changes no draw)
                 group = max(1, MAX_SAMPLES_PER_WINDOW // self.ensemble)
                 parts = []
                 for start in range(0, p, group):
                     result = sample_masks(
-                        self.model, prompt_slice(condition, start, start + group), self.steps, self.ensemble, generator
+                        self.model,
+                        prompt_slice(condition, start, start + group),
+                        self.steps,
+                        self.ensemble,
+                        generators[start : start + group],
                     )
                     parts.append(torch.cat([result.probability, result.variance, result.entropy], dim=1))
                 outs.append(torch.cat(parts).view(1, 3 * p, *one.shape[2:]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,24 +21,49 @@ class SampleResult:
     entropy: torch.Tensor  # binary entropy (bits) of the mean probability
 
 
+def prompt_seed(seed: int, prompt: str) -> int:
+    """The seed of one prompt's noise stream: a hash of the request's seed and the prompt's text.
+
+    One stream per prompt makes a prompt's mask independent of the other prompts of the request and of their order
+    ("liver" alone and "liver; spleen" give the same liver), and the same request gives the same bytes.
+    """
+    digest = hashlib.sha256(f"{int(seed)}\0{prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def _initial_noise(
+    shape: tuple[int, ...],
+    ensemble: int,
+    generator: torch.Generator | Sequence[torch.Generator] | None,
+    like: torch.Tensor,
+) -> torch.Tensor:
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+    if len(generator) * ensemble != shape[0]:
+        raise ValueError(f"{len(generator)} generators for {shape[0] // ensemble} prompts")
+    one = (ensemble, *shape[1:])
+    return torch.cat([torch.randn(one, generator=g, device=like.device, dtype=like.dtype) for g in generator])
+
+
 @torch.no_grad()
 def sample_masks(
     model: TextDiffSeg,
     condition: Condition,
     steps: int,
     ensemble: int = 1,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> SampleResult:
     """DDIM-sample label latents for every prompt (and ensemble member) in one batch, then decode.
 
     The condition (image features, fused text) is computed once by the caller; each DDIM step is one batched
-    denoiser call over P x ensemble latents.
+    denoiser call over P x ensemble latents. ``generator``: one for all noise, or one per prompt (each draws that
+    prompt's ``ensemble`` latents, so a prompt's noise does not depend on which prompts share the batch).
     """
     scheduler = make_scheduler(model.config)
     scheduler.set_timesteps(steps)
     fused = condition.fused.repeat_interleave(ensemble, dim=0) if ensemble > 1 else condition.fused
     shape = (fused.shape[0], model.latent_channels, *fused.shape[2:])
-    latent = torch.randn(shape, generator=generator, device=fused.device, dtype=fused.dtype)
+    latent = _initial_noise(shape, ensemble, generator, fused)
     x0 = latent
     for t in scheduler.timesteps:
         t_batch = torch.full((shape[0],), int(t), device=fused.device, dtype=torch.long)

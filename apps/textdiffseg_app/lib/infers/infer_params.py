@@ -17,6 +17,7 @@ from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.params import ParamReader
 from textdiffseg.prompts import PromptError, ResolvedPrompt, resolve_prompts
 
+MAX_SEED = 2**63 - 1
 NO_PROMPT_MESSAGE = (
     "no prompt: type what to segment in text_prompt (e.g. 'liver; left kidney') or choose labels in label_prompt"
 )
@@ -30,6 +31,7 @@ class InferParams:
     ensemble: int
     steps: int | None
     uncertainty: bool
+    seed: int = 0
 
 
 def parse_infer_params(
@@ -49,4 +51,5 @@ def parse_infer_params(
         ensemble=read.integer("ensemble", default_ensemble, 1, MAX_ENSEMBLE),
         steps=read.integer("sampling_steps", default_steps or 0, 0, MAX_SAMPLING_STEPS) or None,
         uncertainty=read.flag("uncertainty", False),
+        seed=read.integer("seed", 0, 0, MAX_SEED),
     )

@@ -8,9 +8,15 @@ Request parameters (multipart ``params`` JSON; the clients show the ``config`` b
 * ``ensemble`` (1-32); ``sampling_steps`` (0 = ``--conf sampling_steps``, else the checkpoint's value);
   ``uncertainty`` (true: per-prompt mean entropy in the result JSON and a voxelwise map saved as datastore label tag
   ``uncertainty``, see ``uncertainty_label``).
+* ``seed`` (0 by default): the same request (image, prompts, settings, seed) always gives the same bytes; each
+  prompt's noise is seeded from the seed and the prompt's text, so it does not depend on the other prompts. Another
+  seed gives another sample (``ensemble`` > 1 still gives the spread of several).
 * ``save_label``/``label_tag`` (MONAI Label): store the result in the datastore (tag ``original`` by default).
 * MONAI Label's writer keys are honoured as usual: ``result_extension`` (``.nii.gz``, ``.nrrd``...),
-  ``result_dtype``, ``result_compress``. ``device``, ``roi_size``, ``sw_*`` are ignored: the model runs where
+  ``result_dtype``, ``result_compress``. Without ``result_compress`` an NRRD answer is gzip-encoded inside the file
+  (62 MB -> 0.16 MB for a 512x512x236 CT), except when its byte count is odd (OHIF's plugin cannot inflate that).
+  OHIF sends ``result_compress: false``; its answer is gzip-compressed over HTTP instead
+  (``textdiffseg_server.compression``). ``device``, ``roi_size``, ``sw_*`` are ignored: the model runs where
   ``--conf device`` says, with the checkpoint's own sliding-window patch.
 
 Response: one label map (uint8 by default) with each prompt's ``ResolvedPrompt.value`` (the vocabulary index, or
@@ -42,6 +48,7 @@ from nibabel.filebasedimages import ImageFileError
 from lib.configs.textdiffseg import AppSettings
 from lib.infers.http_errors import as_http_errors
 from lib.infers.infer_params import parse_infer_params
+from lib.infers.label_groups import label_groups
 from lib.infers.uncertainty_label import UNCERTAINTY_FILE_KEY, write_uncertainty_map
 from textdiffseg.inference import InvalidInputError
 from textdiffseg.input_files import check_image_file
@@ -78,6 +85,7 @@ class TextPromptInfer(BasicInferTask):
                 "ensemble": settings.ensemble,
                 "sampling_steps": settings.sampling_steps or 0,
                 "uncertainty": False,
+                "seed": 0,
             },
         )
         self.settings = settings
@@ -119,6 +127,7 @@ class TextPromptInfer(BasicInferTask):
                 values=[p.value for p in params.prompts],
                 ensemble=params.ensemble,
                 steps=params.steps,
+                seed=params.seed,
             )
         data[self.output_label_key] = MetaTensor(torch.from_numpy(prediction.label_map), affine=prediction.affine)
         matches = prediction.matches or [None] * len(params.prompts)
@@ -139,6 +148,19 @@ class TextPromptInfer(BasicInferTask):
             )
         data[self.output_json_key] = result
         return data
+
+    def info(self) -> dict[str, Any]:
+        """MONAI Label's model info plus ``label_groups`` (OHIF's Class Prompts buttons; see ``label_groups``)."""
+        info = super().info()
+        info["label_groups"] = label_groups(self.settings.vocabulary.names)
+        return info
+
+    def writer(self, data: dict[str, Any], extension: str | None = None, dtype: str | None = None) -> tuple[Any, Any]:
+        """MONAI Label's writer, gzip-compressing by default (``result_compress``; see the module docstring)."""
+        if "result_compress" not in data:
+            label = data.get(self.output_label_key)
+            data["result_compress"] = getattr(label, "nbytes", 0) % 2 == 0
+        return super().writer(data, extension, dtype)
 
     def __call__(self, request: dict[str, Any], callbacks: dict | None = None) -> tuple[Any, dict[str, Any]]:
         """Run the MONAI Label pipeline, then name the output values after the prompts actually segmented."""
