@@ -7,7 +7,8 @@ inside that app's start-up (lifespan), before the first request. :func:`install_
 
 * swaps MONAI Label's routes that must not run on the event loop or that build paths from client input for ours
   (``routes.py``) and removes the whole-slide (WSI) routes this CT app does not offer;
-* adds the middlewares, outermost first after MONAI Label's CORS: path scrubbing of JSON answers
+* adds the middlewares, outermost first after MONAI Label's CORS: gzip of ``/infer`` answers for clients that
+  accept it (``compression.py``), path scrubbing of JSON answers
   (``scrub.py``), JSON errors (``errors.py``), the request policy (``policy.py``: admin operations, safe names),
   the UTF-8 check of the ``params`` field (``form_guard.py``);
 * replaces MONAI Label's token check, which refuses every token under PyJWT 2 (``auth.py``).
@@ -27,6 +28,7 @@ from monailabel.endpoints.user import auth as monailabel_auth
 from starlette.middleware import Middleware
 
 from textdiffseg_server.auth import current_user
+from textdiffseg_server.compression import InferGZip
 from textdiffseg_server.errors import JSONErrorMiddleware
 from textdiffseg_server.form_guard import Utf8FieldGuard
 from textdiffseg_server.policy import RequestPolicy
@@ -45,7 +47,7 @@ def install_protections(app: FastAPI) -> FastAPI:
     replace_routes(app)
     if settings.MONAI_LABEL_AUTH_ENABLE:
         app.dependency_overrides[monailabel_auth.get_current_user] = current_user
-    outermost_first = [PathScrubber, JSONErrorMiddleware, RequestPolicy, Utf8FieldGuard]
+    outermost_first = [InferGZip, PathScrubber, JSONErrorMiddleware, RequestPolicy, Utf8FieldGuard]
     app.user_middleware.extend(Middleware(cls) for cls in outermost_first)
     app.middleware_stack = None  # rebuilt with the middlewares above on the next request
     setattr(app.state, _INSTALLED, True)

@@ -7,8 +7,11 @@
 * ``POST /infer/{model}``: ``infer_endpoint`` (validated, temp files removed on every path).
 * ``PUT /session/``: ``session_endpoint`` (file names checked, archives extracted safely or refused).
 * ``PUT /model/{model}``: ``model_endpoint`` (only a loadable TextDiffSeg checkpoint replaces the served one,
-  atomically). ``DELETE /train/``: stops the run and records it as stopped in the training stats.
+  atomically). ``DELETE /train/``: stops the run and records it as stopped in the training stats;
+  ``GET /train/?check_if_running=true``: 204 rather than 404 when no training runs.
 * ``/infer/wsi*``: removed (``policy`` answers 404).
+* ``GET /ohif/<MONAI Label plugin bundle>``: ``ohif_plugin`` (Class Prompts buttons from the model's
+  ``label_groups``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from monailabel.endpoints import (
 )
 from monailabel.interfaces.utils.app import app_instance
 
-from textdiffseg_server import infer_endpoint, model_endpoint, session_endpoint, train_endpoint
+from textdiffseg_server import infer_endpoint, model_endpoint, ohif_plugin, session_endpoint, train_endpoint
 
 THREADED_ROUTERS = (activelearning, batch_infer, datastore, info, infer, logs, model, ohif, scoring, session, train)
 SYNC_RUN_PATHS = ("/train", "/scoring", "/batch/infer")
@@ -48,6 +51,7 @@ REPLACED: list[tuple[Any, str, str, APIRouter]] = [
     (session, "/session/", "PUT", session_endpoint.router),
     (model, "/model/{model}", "PUT", model_endpoint.router),
     (train, "/train/", "DELETE", train_endpoint.router),
+    (train, "/train/", "GET", train_endpoint.router),
 ]
 
 TRAIN_PATH = "/train/{model}"
@@ -128,5 +132,8 @@ def replace_routes(app: FastAPI) -> None:
         router.routes[:] = kept
         if hasattr(router, "_mark_routes_changed"):  # FastAPI >= 0.160 caches the effective routes per version
             router._mark_routes_changed()
+    ohif_plugin.install(ohif.router)  # OHIF's Class Prompts buttons from /info's label_groups
+    if hasattr(ohif.router, "_mark_routes_changed"):
+        ohif.router._mark_routes_changed()
     for ours in {id(r): r for *_, r in REPLACED}.values():
         app.include_router(ours, prefix=settings.MONAI_LABEL_API_STR)

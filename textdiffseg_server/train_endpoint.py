@@ -1,8 +1,12 @@
-"""``DELETE /train/``: stop the running training and record it as stopped.
+"""``DELETE /train/``: stop the running training and record it as stopped; ``GET /train/?check_if_running=true``.
 
 MONAI Label kills the training subprocess, which therefore never writes its final stats: ``/info``'s
 ``train_stats`` kept saying ``RUNNING`` forever. Here every trainer whose stats still say ``RUNNING`` after the stop
 gets ``STOPPED`` (with the time), written atomically beside the old file.
+
+``GET /train/?check_if_running=true`` with no training running answers 204 (no content) instead of MONAI Label's
+404: OHIF asks it at every connect and logs the 404 as a failed request; MONAI Label's client (and 3D Slicer's)
+read any answer but 200 as "not running", OHIF anything but 200 with ``status: RUNNING``, so both still read it right.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from monailabel.config import settings
 from monailabel.endpoints import train as monailabel_train
 from monailabel.endpoints.user.auth import RBAC, User
 from monailabel.interfaces.utils.app import app_instance
+from monailabel.utils.async_tasks.task import AsyncTask
 
 from textdiffseg.atomic_files import write_json_atomic
 
@@ -48,3 +53,16 @@ def stop_training(user: Annotated[User, Depends(RBAC(settings.MONAI_LABEL_AUTH_R
         if stats_path and mark_stopped(Path(stats_path)):
             logger.info("training of %s stopped by %s", name, user.username)
     return result
+
+
+@router.get("/", summary="Status of the training task (check_if_running: 204 when none runs)")
+def training_status(
+    user: Annotated[User, Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_USER))],
+    all: bool = False,  # MONAI Label's query parameter name (shadows the builtin)
+    check_if_running: bool = False,
+) -> Any:
+    """MONAI Label's status answer, except ``check_if_running`` with nothing running: 204 instead of 404."""
+    if check_if_running:
+        running, _ = AsyncTask.status("train", all, True)
+        return Response(status_code=204) if running is None else running
+    return monailabel_train.status(all, check_if_running)
