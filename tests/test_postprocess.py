@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from monai.data import MetaTensor
 
 from textdiffseg.data.vocabulary import PromptVocabulary
+from textdiffseg.inference import WholeVolumePipeline
 from textdiffseg.postprocess import LESION_ORGAN, PIECES, clean_probabilities
 
 
@@ -60,3 +62,21 @@ def test_the_tables_name_only_vocabulary_structures() -> None:
     names = set(PromptVocabulary.load().names)
     assert set(PIECES) <= names and set(LESION_ORGAN) <= names
     assert all(set(organs) <= names for organs in LESION_ORGAN.values())
+
+
+class _FixedPipeline(WholeVolumePipeline):
+    """A pipeline whose 'model' predicts a ball and a distant blob for every prompt."""
+
+    def segment_volume(self, volume: torch.Tensor, prompts: list[str]) -> tuple[torch.Tensor, None]:
+        shape = tuple(volume.shape[1:])
+        organ = _ball(shape, tuple(s // 2 for s in shape), 5) | _ball(shape, (1, 1, 1), 1)
+        return _probability(*[organ] * len(prompts)), None
+
+
+def test_the_pipeline_cleans_masks_by_default_and_says_so() -> None:
+    image = MetaTensor(torch.zeros(1, 24, 24, 24), affine=torch.eye(4))
+    cleaned = _FixedPipeline((1.0, 1.0, 1.0), (-160.0, 240.0)).predict(image, ["liver", "a free text blob"])
+    raw = _FixedPipeline((1.0, 1.0, 1.0), (-160.0, 240.0), postprocess=False).predict(image, ["liver"])
+    assert cleaned.label_map[1, 1, 1] == 2, "free text is left as predicted"
+    assert (cleaned.label_map == 1).sum() < (raw.label_map == 1).sum() and raw.label_map[1, 1, 1] == 1
+    assert [note.split(":")[0] for note in cleaned.postprocessing] == ["liver"] and raw.postprocessing == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from textdiffseg.input_grid import to_input_grid
 from textdiffseg.intensity import HUWindows
 from textdiffseg.label_fusion import check_label_values, label_map_from_probabilities
 from textdiffseg.networks.model import Condition, TextDiffSeg
+from textdiffseg.postprocess import clean_probabilities
 from textdiffseg.prompt_match import UNKNOWN_BELOW, PromptMatch, PromptMatcher, trained_structures
 from textdiffseg.text.encoder import TextEncoder
 
@@ -65,6 +66,7 @@ class Prediction:
     label_map: np.ndarray  # (X, Y, Z) uint8, values[i] for prompts[i]; the more confident prompt wins overlaps
     affine: np.ndarray  # 4x4, equal to the input's
     matches: list[PromptMatch] | None = None  # how each prompt was understood (Segmenter); None: not checked
+    postprocessing: list[str] = field(default_factory=list)  # what the clean-up removed (textdiffseg.postprocess)
 
 
 def prompt_slice(condition: Condition, start: int, stop: int) -> Condition:
@@ -112,6 +114,8 @@ class WholeVolumePipeline:
         spacing: the working spacing (mm) volumes are resampled to.
         hu_window: HU range mapped to [0, 1] (clipped), or several ranges (one input channel each).
         max_voxels: refuse volumes larger than this at ``spacing``.
+        postprocess: clean each prompt's mask by its anatomy (``textdiffseg.postprocess``: organs keep their main
+            pieces, lesions stay in their organ) before it is resampled to the input grid.
     """
 
     def __init__(
@@ -119,10 +123,17 @@ class WholeVolumePipeline:
         spacing: tuple[float, float, float],
         hu_window: tuple[float, float] | tuple[tuple[float, float], ...],
         max_voxels: int = DEFAULT_MAX_VOXELS,
+        postprocess: bool = True,
     ) -> None:
         self.spacing = spacing
         self.max_voxels = max_voxels
+        self.postprocess = postprocess
         self._scale = HUWindows(hu_window)
+
+    def structures(self, prompts: Sequence[str]) -> list[str | None]:
+        """The vocabulary structure each prompt names (``None`` for free text), for the clean-up rules."""
+        vocabulary = PromptVocabulary.load()
+        return [vocabulary.canonical(prompt) for prompt in prompts]
 
     def check_request(self, prompts: list[str], shape: tuple[int, ...]) -> None:
         """Refuse a request before any model call (``shape``: the volume at the working spacing); default: accept."""
@@ -146,6 +157,7 @@ class WholeVolumePipeline:
         resampled = Spacing(pixdim=self.spacing, mode="bilinear")(Orientation(axcodes="RAS")(original))
         self.check_request(prompts, tuple(resampled.shape[1:]))
         probability_maps, entropy_maps = self.segment_volume(self._scale(resampled.as_tensor()), prompts)
+        notes = clean_probabilities(probability_maps, self.structures(prompts)) if self.postprocess else []
         # Back onto the input grid one map at a time, written in place: a 512x512x300 CT is 79 M voxels, so
         # resampling every map of every prompt at once would need gigabytes of transient memory.
         probability = np.empty((len(prompts), *original.shape[1:]), np.float32)
@@ -155,7 +167,8 @@ class WholeVolumePipeline:
             if entropy_maps is not None:
                 to_input_grid(entropy_maps[i][None], resampled.affine, original, out=uncertainty[i : i + 1])
         label_map = label_map_from_probabilities(probability, values)
-        return Prediction(prompts, probability, uncertainty, label_map, np.asarray(original.affine))
+        affine = np.asarray(original.affine)
+        return Prediction(prompts, probability, uncertainty, label_map, affine, postprocessing=notes)
 
 
 class Segmenter(WholeVolumePipeline):
@@ -178,6 +191,7 @@ class Segmenter(WholeVolumePipeline):
             :class:`textdiffseg.prompt_match.PromptMatcher` (default: the built-in vocabulary).
         unknown_below: prompts the model was not trained on (see :mod:`textdiffseg.prompt_match`) get an empty mask
             and a warning; free text is unknown below this similarity. ``None``: every prompt is segmented as is.
+        postprocess: see :class:`WholeVolumePipeline`.
     """
 
     def __init__(
@@ -194,8 +208,9 @@ class Segmenter(WholeVolumePipeline):
         max_denoiser_calls: int | None = None,
         vocabulary: PromptVocabulary | None = None,
         unknown_below: float | None = UNKNOWN_BELOW,
+        postprocess: bool = True,
     ) -> None:
-        super().__init__(model.config.spacing, model.config.input_windows, max_voxels)
+        super().__init__(model.config.spacing, model.config.input_windows, max_voxels, postprocess)
         self.model = model.eval().to(device)
         self.text_encoder = text_encoder
         self.config = model.config
@@ -215,6 +230,13 @@ class Segmenter(WholeVolumePipeline):
     def understand(self, prompts: Sequence[str]) -> list[PromptMatch] | None:
         """How each prompt is understood (``None`` when the check is off)."""
         return None if self.matcher is None else self.matcher.match_all(list(prompts))
+
+    def structures(self, prompts: Sequence[str]) -> list[str | None]:
+        """The trained structure each prompt was understood as (free text near one counts as that structure)."""
+        matches = self.understand(prompts)
+        if matches is None:
+            return super().structures(prompts)
+        return [match.nearest if match.known else None for match in matches]
 
     def predict(self, image: MetaTensor, prompts: list[str], values: Sequence[int] | None = None) -> Prediction:
         """As :meth:`WholeVolumePipeline.predict`; prompts the model was not trained on get an empty mask (the

@@ -97,12 +97,14 @@ class SegmentationService:
         steps: int | None = None,
         seed: int = 0,
         budgeted: bool = True,
+        postprocess: bool = True,
     ) -> Prediction:
         """Segment ``prompts`` on ``image`` (channel-first HU ``MetaTensor``) on the image's own grid.
 
         ``values`` are the label map's value of each prompt (default 1..P); ``ensemble``/``steps`` override the
         options for this request. Raises ``ComputeBudgetError`` over ``options.max_denoiser_calls`` unless
         ``budgeted`` is false (work whose size the server's own settings fix, such as uncertainty scoring).
+        ``postprocess`` cleans each mask by its anatomy (``textdiffseg.postprocess``).
         """
         with self._lock:
             model, encoder = self.model()
@@ -117,6 +119,7 @@ class SegmentationService:
                 max_voxels=self.options.max_voxels,
                 max_denoiser_calls=self.options.max_denoiser_calls if budgeted else None,
                 vocabulary=self.options.vocabulary,
+                postprocess=postprocess,
             )
             with torch.inference_mode():
                 return segmenter.predict(image, prompts, values)

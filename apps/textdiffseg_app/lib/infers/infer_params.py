@@ -32,6 +32,7 @@ class InferParams:
     steps: int | None
     uncertainty: bool
     seed: int = 0
+    postprocess: bool = True  # clean each mask by its anatomy (textdiffseg.postprocess)
 
 
 def parse_infer_params(
@@ -52,4 +53,5 @@ def parse_infer_params(
         steps=read.integer("sampling_steps", default_steps or 0, 0, MAX_SAMPLING_STEPS) or None,
         uncertainty=read.flag("uncertainty", False),
         seed=read.integer("seed", 0, 0, MAX_SEED),
+        postprocess=read.flag("postprocess", True),
     )

@@ -8,6 +8,9 @@ Request parameters (multipart ``params`` JSON; the clients show the ``config`` b
 * ``ensemble`` (1-32); ``sampling_steps`` (0 = ``--conf sampling_steps``, else the checkpoint's value);
   ``uncertainty`` (true: per-prompt mean entropy in the result JSON and a voxelwise map saved as datastore label tag
   ``uncertainty``, see ``uncertainty_label``).
+* ``postprocess`` (true): each mask is cleaned by its anatomy before it is returned (``textdiffseg.postprocess``:
+  organs keep their main pieces and what touches them, lesions the pieces inside their organ when it is segmented in
+  the same request); ``postprocessing`` in the answer lists what was removed. ``false``: the raw thresholded mask.
 * ``seed`` (0 by default): the same request (image, prompts, settings, seed) always gives the same bytes; each
   prompt's noise is seeded from the seed and the prompt's text, so it does not depend on the other prompts. Another
   seed gives another sample (``ensemble`` > 1 still gives the spread of several).
@@ -86,6 +89,7 @@ class TextPromptInfer(BasicInferTask):
                 "sampling_steps": settings.sampling_steps or 0,
                 "uncertainty": False,
                 "seed": 0,
+                "postprocess": True,
             },
         )
         self.settings = settings
@@ -128,6 +132,7 @@ class TextPromptInfer(BasicInferTask):
                 ensemble=params.ensemble,
                 steps=params.steps,
                 seed=params.seed,
+                postprocess=params.postprocess,
             )
         data[self.output_label_key] = MetaTensor(torch.from_numpy(prediction.label_map), affine=prediction.affine)
         matches = prediction.matches or [None] * len(params.prompts)
@@ -137,6 +142,8 @@ class TextPromptInfer(BasicInferTask):
                 for p, m in zip(params.prompts, matches)
             ]
         }
+        if prediction.postprocessing:
+            result["postprocessing"] = prediction.postprocessing
         warnings = [m.warning for m in matches if m is not None and m.warning]
         if warnings:
             result["warning"] = "; ".join(warnings)
