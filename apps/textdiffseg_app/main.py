@@ -103,7 +103,7 @@ class TextDiffSegApp(MONAILabelApp):
         """``--studies http(s)://...``: final labels become DICOM-SEG via pydicom-seg; dcmqi is never fetched."""
         logger.info("Using DICOMweb %s (DICOM-SEG written with pydicom-seg, no dcmqi)", self.studies)
         names = {idx: name for name, idx in self.settings.vocabulary.index_map().items()}
-        return create_dicomweb_datastore(self.studies, names)
+        return create_dicomweb_datastore(self.studies, names, self.settings.vocabulary)
 
     def init_infers(self) -> dict[str, InferTask]:
         """One text-prompted segmentation model."""
