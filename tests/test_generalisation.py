@@ -12,7 +12,7 @@ from monai.transforms import ScaleIntensityRange
 
 from textdiffseg import train
 from textdiffseg.augment import PatchAugmenter
-from textdiffseg.checkpoint import load_checkpoint, read_config
+from textdiffseg.checkpoint import load_checkpoint, read_config, save_checkpoint
 from textdiffseg.config import MULTI_WINDOWS, ModelConfig, tiny_config
 from textdiffseg.data.folders import load_folder
 from textdiffseg.data.phantom import PhantomConfig, generate_case
@@ -108,19 +108,30 @@ def test_sampler_weights_and_foreground(train_phantom_dir: Path) -> None:
         PromptedPatchSampler(cases, vocab, roi, case_weights=[1.0, 2.0])
 
 
-@pytest.mark.skipif(not SHIPPED.is_file(), reason="no shipped checkpoint")
-def test_shipped_checkpoint_loads_unchanged_and_widens_without_changing_its_features() -> None:
-    config = read_config(SHIPPED)
-    assert config.extra_windows == () and config.in_channels == 1 and config.input_windows == ((-200.0, 300.0),)
-    model, _ = load_checkpoint(SHIPPED)
-    wide = widen_input(model, MULTI_WINDOWS).eval()
+def test_checkpoints_without_windows_load_as_one_channel_and_widen_without_changing_features(tmp_path: Path) -> None:
+    model = TextDiffSeg(tiny_config()).eval()
+    save_checkpoint(tmp_path / "new.pt", model)
+    payload = torch.load(tmp_path / "new.pt", weights_only=True)
+    raw = json.loads(payload["config"])
+    del raw["extra_windows"]  # what every checkpoint written before the field looks like
+    payload["config"] = json.dumps(raw)
+    torch.save(payload, tmp_path / "old.pt")
+    old, _ = load_checkpoint(tmp_path / "old.pt")
+    assert old.config.extra_windows == () and old.config.in_channels == 1
+    assert old.config.input_windows == ((-200.0, 300.0),)
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), model.state_dict().values()))
+    wide = widen_input(old, MULTI_WINDOWS).eval()
     assert wide.config.in_channels == 3
-    x = torch.rand(1, 1, *config.roi_size, generator=torch.Generator().manual_seed(0))
-    extra = torch.rand(1, 2, *config.roi_size, generator=torch.Generator().manual_seed(1))
+    roi = old.config.roi_size
+    x = torch.rand(1, 1, *roi, generator=torch.Generator().manual_seed(0))
+    extra = torch.rand(1, 2, *roi, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        a, skips_a = model.image_encoder(x)
+        a, skips_a = old.image_encoder(x)
         b, skips_b = wide.image_encoder(torch.cat([x, extra], 1))
     assert torch.equal(a, b) and all(torch.equal(p, q) for p, q in zip(skips_a, skips_b))
+    if SHIPPED.is_file():  # the shipped checkpoint loads whichever input it has
+        config = read_config(SHIPPED)
+        assert config.in_channels == len(config.input_windows) == load_checkpoint(SHIPPED)[0].config.in_channels
 
 
 def test_tiny_run_with_augmentation_and_mixed_sources_learns(tmp_path: Path, train_phantom_dir: Path,
