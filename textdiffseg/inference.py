@@ -130,7 +130,7 @@ class WholeVolumePipeline:
         self.postprocess = postprocess
         self._scale = HUWindows(hu_window)
 
-    def structures(self, prompts: Sequence[str]) -> list[str | None]:
+    def anatomy_of(self, prompts: Sequence[str]) -> list[str | None]:
         """The vocabulary structure each prompt names (``None`` for free text), for the clean-up rules."""
         vocabulary = PromptVocabulary.load()
         return [vocabulary.canonical(prompt) for prompt in prompts]
@@ -157,7 +157,10 @@ class WholeVolumePipeline:
         resampled = Spacing(pixdim=self.spacing, mode="bilinear")(Orientation(axcodes="RAS")(original))
         self.check_request(prompts, tuple(resampled.shape[1:]))
         probability_maps, entropy_maps = self.segment_volume(self._scale(resampled.as_tensor()), prompts)
-        notes = clean_probabilities(probability_maps, self.structures(prompts)) if self.postprocess else []
+        notes: list[str] = []
+        if self.postprocess:
+            with torch.inference_mode():  # the maps may be inference tensors, changed in place
+                notes = clean_probabilities(probability_maps, self.anatomy_of(prompts))
         # Back onto the input grid one map at a time, written in place: a 512x512x300 CT is 79 M voxels, so
         # resampling every map of every prompt at once would need gigabytes of transient memory.
         probability = np.empty((len(prompts), *original.shape[1:]), np.float32)
@@ -231,11 +234,11 @@ class Segmenter(WholeVolumePipeline):
         """How each prompt is understood (``None`` when the check is off)."""
         return None if self.matcher is None else self.matcher.match_all(list(prompts))
 
-    def structures(self, prompts: Sequence[str]) -> list[str | None]:
+    def anatomy_of(self, prompts: Sequence[str]) -> list[str | None]:
         """The trained structure each prompt was understood as (free text near one counts as that structure)."""
         matches = self.understand(prompts)
         if matches is None:
-            return super().structures(prompts)
+            return super().anatomy_of(prompts)
         return [match.nearest if match.known else None for match in matches]
 
     def predict(self, image: MetaTensor, prompts: list[str], values: Sequence[int] | None = None) -> Prediction:
