@@ -78,8 +78,8 @@ demo-checkpoint: install data
 # Issue 12 part 3, the generalisation recipe: the demo checkpoint widened to three HU windows (soft tissue, wide,
 # bone) and fine-tuned with augmentation on wide-randomised phantoms + the demo training phantoms + the real cases
 # except ts_abdomen (held out: the only real abdomen), then scored on ts_abdomen and on held-out phantoms.
-# GEN_STEPS: 1000 took about 75 min on 2 heavily shared CPU cores; on a GPU use --device cuda and far more steps.
-GEN_STEPS ?= 1000
+# GEN_STEPS: 1050 took 66 min on 2 heavily shared CPU cores (README); on a GPU add --device cuda and far more steps.
+GEN_STEPS ?= 1050
 GEN := runs/gen
 gen-checkpoint: install realct
 	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_wide --n 24 --seed 200 --spacing 2.5 2.5 2.5 --randomise wide --quiet
