@@ -25,7 +25,7 @@ from monai.transforms import (
     RandShiftIntensityd,
 )
 
-from textdiffseg.intensity import HUWindows
+from textdiffseg.intensity import HUWindows, plain_tensor
 
 MAX_ROTATION_RAD = 0.2  # about 11 degrees about each axis
 MAX_SCALE = 0.15  # +-15 % zoom
@@ -72,7 +72,7 @@ class PatchAugmenter:
 
     def __call__(self, hu: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         data = self.spatial({"hu": hu.float(), "label": label[None].float()})
-        image = torch.as_tensor(self.window(torch.as_tensor(data["hu"])))
-        image = torch.as_tensor(self.contrast({"image": image})["image"]).clamp(0.0, 1.0)
-        out_label = torch.as_tensor(data["label"])[0].round().to(label.dtype)
+        image = self.window(plain_tensor(data["hu"]))
+        image = plain_tensor(self.contrast({"image": image})["image"]).clamp(0.0, 1.0)
+        out_label = plain_tensor(data["label"])[0].round().to(label.dtype)
         return image.float(), out_label

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from monai.data import MetaTensor
 from monai.transforms import ScaleIntensityRange
 
 
@@ -29,8 +30,14 @@ class HUWindows:
         ]
 
     def __call__(self, hu: torch.Tensor) -> torch.Tensor:
+        """The windows of ``hu`` as a plain tensor: MONAI returns a ``MetaTensor``, whose metadata bookkeeping on
+        every later operation made training several times slower."""
         if hu.shape[0] != 1:
             raise ValueError(f"HUWindows expects a one-channel HU image, got {hu.shape[0]} channels")
-        if len(self._scales) == 1:
-            return self._scales[0](hu)
-        return torch.cat([torch.as_tensor(scale(hu)) for scale in self._scales], dim=0)
+        channels = [plain_tensor(scale(hu)) for scale in self._scales]
+        return channels[0] if len(channels) == 1 else torch.cat(channels, dim=0)
+
+
+def plain_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` without MONAI's metadata (training math on a ``MetaTensor`` is several times slower)."""
+    return tensor.as_tensor() if isinstance(tensor, MetaTensor) else tensor
