@@ -151,13 +151,7 @@ def test_ohif_runs_a_text_prompt_and_shows_the_segments(viewer: Viewer, tmp_path
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             errors: list[str] = []
             page.on("pageerror", lambda err: errors.append(str(err)))
-            page.goto(f"{url}/ohif/monai-label?StudyInstanceUIDs={viewer.study}", timeout=UI_TIMEOUT_MS)
-            page.wait_for_selector("#monailabelServerURL", timeout=UI_TIMEOUT_MS)
-            page.wait_for_selector(".cornerstone-canvas", timeout=UI_TIMEOUT_MS)
-            _hide_banner(page)
-            page.fill("#monailabelServerURL", f"{url}/")
-            page.click(".settingsTable .actionButton")
-            page.wait_for_selector("text=Options / Configurations", timeout=UI_TIMEOUT_MS)
+            connect_monai_label(page, url, viewer.study)
             assert page.evaluate(SEGMENT_STATS_JS) in (None, {}), "labelmap not empty before inference"
 
             page.click("text=Options / Configurations")
@@ -197,6 +191,17 @@ def test_ohif_runs_a_text_prompt_and_shows_the_segments(viewer: Viewer, tmp_path
             assert not errors, errors
         finally:
             browser.close()
+
+
+def connect_monai_label(page, url: str, study: str) -> None:  # noqa: ANN001 - playwright Page
+    """Open ``study`` in OHIF's MONAI Label mode, connect the panel to the server at ``url``, wait for its options."""
+    page.goto(f"{url}/ohif/monai-label?StudyInstanceUIDs={study}", timeout=UI_TIMEOUT_MS)
+    page.wait_for_selector("#monailabelServerURL", timeout=UI_TIMEOUT_MS)
+    page.wait_for_selector(".cornerstone-canvas", timeout=UI_TIMEOUT_MS)
+    _hide_banner(page)
+    page.fill("#monailabelServerURL", f"{url}/")
+    page.click(".settingsTable .actionButton")
+    page.wait_for_selector("text=Options / Configurations", timeout=UI_TIMEOUT_MS)
 
 
 def _hide_banner(page) -> None:  # noqa: ANN001 - playwright Page

@@ -35,9 +35,9 @@ from test_ohif_browser import (
     INFER_TIMEOUT_MS,
     SEGMENT_STATS_JS,
     UI_TIMEOUT_MS,
-    _hide_banner,
     _label_counts,
     _require_playwright,
+    connect_monai_label,
 )
 
 from server_harness import ADMIN_CONF, DEMO_CHECKPOINT, RunningServer, ServerStartError, copy_app, free_port
@@ -220,13 +220,7 @@ def test_ohif_round_trip_on_the_real_study(study: Study, tmp_path: Path) -> None
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             failed: list[str] = []
             page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-            page.goto(f"{url}/ohif/monai-label?StudyInstanceUIDs={study.study}", timeout=UI_TIMEOUT_MS)
-            page.wait_for_selector("#monailabelServerURL", timeout=UI_TIMEOUT_MS)
-            page.wait_for_selector(".cornerstone-canvas", timeout=UI_TIMEOUT_MS)
-            _hide_banner(page)
-            page.fill("#monailabelServerURL", f"{url}/")
-            page.click(".settingsTable .actionButton")
-            page.wait_for_selector("text=Options / Configurations", timeout=UI_TIMEOUT_MS)
+            connect_monai_label(page, url, study.study)
             page.click("text=Options / Configurations")
             page.fill("#infertextdiffsegtext_prompt", LIVER["text_prompt"])
             page.get_by_role("button", name="Confirm", exact=True).click()
