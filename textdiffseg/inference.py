@@ -229,10 +229,16 @@ class Segmenter(WholeVolumePipeline):
             if unknown_below is None
             else PromptMatcher(text_encoder, trained_structures(model.config), vocabulary, unknown_below)
         )
+        self._understood: dict[tuple[str, ...], list[PromptMatch]] = {}
 
     def understand(self, prompts: Sequence[str]) -> list[PromptMatch] | None:
-        """How each prompt is understood (``None`` when the check is off)."""
-        return None if self.matcher is None else self.matcher.match_all(list(prompts))
+        """How each prompt is understood (``None`` when the check is off); matched once per prompt list."""
+        if self.matcher is None:
+            return None
+        key = tuple(prompts)
+        if key not in self._understood:
+            self._understood[key] = self.matcher.match_all(list(key))
+        return self._understood[key]
 
     def anatomy_of(self, prompts: Sequence[str]) -> list[str | None]:
         """The trained structure each prompt was understood as (free text near one counts as that structure)."""

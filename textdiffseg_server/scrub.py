@@ -9,6 +9,7 @@ every ``application/json`` answer: the server's folders (app, studies, sessions,
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -24,8 +25,9 @@ from textdiffseg_server.http_middleware import HTTPMiddleware
 _TRACEBACK_LINE = re.compile(r'^(Traceback \(most recent call last\)|\s+File "|\s+\^+\s*$|\s{4}\S)')
 
 
+@functools.cache
 def server_roots() -> list[tuple[str, str]]:
-    """``(folder, placeholder)`` pairs, longest folder first (resolved and as configured)."""
+    """``(folder, placeholder)`` pairs, longest folder first (resolved and as configured; fixed once serving)."""
     named = {
         "<app>": settings.MONAI_LABEL_APP_DIR,
         "<studies>": settings.MONAI_LABEL_STUDIES if "://" not in str(settings.MONAI_LABEL_STUDIES) else "",
