@@ -129,6 +129,7 @@ def test_conf_values_are_parsed_from_strings(app_lib: SimpleNamespace, tmp_path:
         ("max_train_steps", "lots"),
         ("train_preset", "huge"),
         ("auto_update_scoring", "2"),
+        ("anonymous_admin", "maybe"),
     ],
 )
 def test_bad_conf_values_raise_a_one_line_error_naming_the_key(

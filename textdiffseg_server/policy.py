@@ -25,6 +25,7 @@ from monailabel.config import settings
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from textdiffseg.params import parse_bool
 from textdiffseg_server.auth import user_from_token
 from textdiffseg_server.http_middleware import HTTPMiddleware
 from textdiffseg_server.names import UnsafeNameError, check_name
@@ -45,8 +46,10 @@ SESSION_PATH = re.compile(r"^/session/(?P<session_id>[^/]+)/?$")
 
 def anonymous_admin_allowed() -> bool:
     """``--conf anonymous_admin true``: admin operations without auth (trusted single-user machines only)."""
-    value = settings.MONAI_LABEL_APP_CONF.get(ANONYMOUS_ADMIN_CONF, "false")
-    return str(value).strip().lower() in {"true", "1", "yes", "on"}
+    try:  # the app refuses to start on a bad value (AppSettings); anything unreadable here means "no"
+        return parse_bool(settings.MONAI_LABEL_APP_CONF.get(ANONYMOUS_ADMIN_CONF, False))
+    except ValueError:
+        return False
 
 
 def is_admin_route(method: str, path: str) -> bool:

@@ -41,6 +41,10 @@ key                      default                      meaning
                                                       each active-learning call and each training (on top of
                                                       ``MONAI_LABEL_AUTO_UPDATE_SCORING``); off by default because the
                                                       uncertainty scoring runs the model on every unlabeled image.
+``anonymous_admin``      ``false``                    allow admin operations (training, scoring, model upload and
+                                                      delete, ``/reload``, ``/logs``) without auth: a trusted
+                                                      single-user machine only (read by ``textdiffseg_server.policy``;
+                                                      see SECURITY.md).
 ======================== ============================ ===============================================================
 
 Other keys (MONAI Label's own, such as ``server_mode``) are ignored. Values are read with
@@ -102,6 +106,7 @@ class AppSettings:
     max_train_steps: int = DEFAULT_MAX_TRAIN_STEPS
     train_preset: str = "small"
     auto_update_scoring: bool = False
+    anonymous_admin: bool = False
 
     @property
     def max_file_voxels(self) -> int:
@@ -185,6 +190,7 @@ def parse_conf(conf: Mapping[str, object] | None, app_dir: str | Path) -> AppSet
         max_train_steps=c.integer("max_train_steps", DEFAULT_MAX_TRAIN_STEPS, 1),
         train_preset=c.choice("train_preset", "small", PRESETS),
         auto_update_scoring=c.flag("auto_update_scoring", False),
+        anonymous_admin=c.flag("anonymous_admin", False),
     )
     if settings.roi_size is not None:
         logger.warning("conf 'roi_size' is ignored: the sliding-window patch size is fixed by the checkpoint")
