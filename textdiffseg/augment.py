@@ -67,6 +67,10 @@ class PatchAugmenter:
             ]
         )
         self.contrast = RandAdjustContrastd(keys="image", gamma=(0.7, 1.5), prob=0.3)
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Restart every random transform from ``seed`` (a background worker's own stream)."""
         self.spatial.set_random_state(seed=seed)
         self.contrast.set_random_state(seed=seed + 1)
 

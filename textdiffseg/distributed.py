@@ -64,6 +64,14 @@ class DistributedContext:
         torch_dist.all_reduce(values)
         return {k: float(v) / self.world_size for k, v in zip(keys, values.tolist())}
 
+    def agree(self, flag: bool) -> bool:
+        """True on every rank when any rank says True (e.g. "the time budget is spent"), so all stop together."""
+        if not self.active:
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX)
+        return bool(value.item())
+
     def barrier(self) -> None:
         """Wait for every rank (no-op in single-process runs)."""
         if self.active:

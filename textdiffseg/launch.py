@@ -74,6 +74,12 @@ def options_to_argv(opts: TrainOptions) -> list[str]:
         argv.append("--augment")
     if opts.foreground_fraction:
         argv += ["--foreground-fraction", repr(opts.foreground_fraction)]
+    if opts.max_minutes is not None:
+        argv += ["--max-minutes", repr(opts.max_minutes)]
+    if opts.lr_schedule != "constant":
+        argv += ["--lr-schedule", opts.lr_schedule]
+    if opts.workers:
+        argv += ["--workers", str(opts.workers)]
     return argv
 
 

@@ -51,6 +51,14 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         default=0.0,
         help="share of patches centred on a structure of the case, prompted first (nnU-Net uses 0.33; default 0)",
     )
+    p.add_argument("--max-minutes", type=float, help="stop after this many minutes even if --steps are not done")
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="constant, or cosine: 3%% warm-up then decay to 5%% of --lr over the run (steps or --max-minutes)",
+    )
+    p.add_argument("--workers", type=int, default=0, help="background processes drawing patches (GPU runs; default 0)")
     p.add_argument("--out", required=True, type=Path, help="run folder (created): model.pt, last.pt, history.jsonl")
     p.add_argument("--steps", type=int, default=2000, help="optimisation steps in total (default 2000)")
     p.add_argument("--preset", choices=("tiny", "small", "default"), default="default", help="model size")
@@ -95,6 +103,8 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         or (a.global_batch is not None and a.global_batch < 1)
     ):
         p.error("--steps, --prompts-per-volume, --global-batch and --save-every must be at least 1")
+    if (a.max_minutes is not None and a.max_minutes <= 0) or a.workers < 0:
+        p.error("--max-minutes must be positive and --workers at least 0")
     if not 0.0 <= a.negative_fraction <= 1.0:
         p.error("--negative-fraction must be between 0 and 1")
     if not 0.0 <= a.foreground_fraction <= 1.0:
@@ -125,6 +135,9 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         windows=a.windows,
         augment=a.augment,
         foreground_fraction=a.foreground_fraction,
+        max_minutes=a.max_minutes,
+        lr_schedule=a.lr_schedule,
+        workers=a.workers,
     )
 
 

@@ -166,6 +166,13 @@ class PromptedPatchSampler:
         self.negative_fraction = negative_fraction
         self.rng = random.Random(seed)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the sampler's draws (and its augmenter's) from ``seed``: each background worker gets its own."""
+        seed %= 2**31
+        self.rng = random.Random(seed)
+        if self.augment is not None:
+            self.augment.reseed(seed + 1)
+
     @property
     def prompted_structures(self) -> list[str]:
         """Every structure this sampler prompts (as a positive or as an absent-structure negative)."""

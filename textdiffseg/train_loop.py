@@ -27,6 +27,7 @@ from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.prompt_match import record_trained_structures, trained_structures
 from textdiffseg.text.encoder import TextEncoder
 from textdiffseg.train_data import PromptedPatchSampler, prepare_cases
+from textdiffseg.train_schedule import LearningRateSchedule, patch_stream
 from textdiffseg.train_step import Trainer, mean_terms
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ class TrainOptions:
     windows: str | None = None  # "single" (one soft-tissue window) or "multi" (MULTI_WINDOWS); None: preset's
     augment: bool = False  # MONAI random augmentation of every patch (textdiffseg.augment)
     foreground_fraction: float = 0.0  # share of patches centred on a prompted structure
+    max_minutes: float | None = None  # stop after this much wall time even if ``steps`` are not done
+    lr_schedule: str = "constant"  # "constant" or "cosine" (warm-up, then cosine decay over steps / max_minutes)
+    workers: int = 0  # processes drawing patches in the background (0: drawn in the training process)
 
 
 def _extra_windows(windows: str | None, default: tuple) -> tuple:
@@ -197,6 +201,9 @@ def run_training(
         opts.out.mkdir(parents=True, exist_ok=True)
     history_path = opts.out / "history.jsonl"
     start, window = time.perf_counter(), []
+    budget_s = None if opts.max_minutes is None else 60.0 * opts.max_minutes
+    schedule = LearningRateSchedule(trainer.optimizer, opts.lr, opts.lr_schedule, opts.steps, budget_s)
+    patches = patch_stream(sampler, opts.workers)
     progress = _progress(opts, trainer.state.step, dist.is_main)
 
     def save(name: str, with_optimizer: bool) -> None:
@@ -206,8 +213,15 @@ def run_training(
         if dist.is_main:
             save_checkpoint(opts.out / name, model, state)
 
+    stopped_by_time = False
     while trainer.state.step < opts.steps:
-        terms = dist.average(trainer.step([sampler.sample() for _ in range(global_batch)]))
+        elapsed = time.perf_counter() - start
+        if budget_s is not None and dist.agree(elapsed >= budget_s):
+            stopped_by_time = True
+            break
+        schedule.update(trainer.state.step, elapsed)
+        terms = dist.average(trainer.step([next(patches) for _ in range(global_batch)]))
+        terms["lr"] = schedule.current
         window.append(terms)
         progress.update(1)
         progress.set_postfix({k: f"{v:.3f}" for k, v in terms.items()})
@@ -222,6 +236,7 @@ def run_training(
     dist.barrier()
     summary = {
         "steps": trainer.state.step,
+        "stopped_by_time": stopped_by_time,
         "seconds": round(time.perf_counter() - start, 1),
         "final": mean_terms(window[-20:]),
         "model": str(opts.out / "model.pt"),
