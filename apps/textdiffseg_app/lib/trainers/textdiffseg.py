@@ -34,9 +34,11 @@ from monailabel.utils.others.generic import device_list
 from lib.configs.textdiffseg import AppSettings
 from lib.trainers.cases import cases_from_datastore
 from lib.trainers.train_params import TrainParams, parse_train_params
+from lib.trainers.train_stats import TrainStats
 from textdiffseg.atomic_files import copy_atomic, write_json_atomic
 from textdiffseg.checkpoint import read_config
 from textdiffseg.launch import run_distributed
+from textdiffseg.train_inputs import check_cases
 from textdiffseg.train_loop import TrainOptions, run_training
 
 logger = logging.getLogger(__name__)
@@ -84,28 +86,34 @@ class TextDiffSegTrainer(BasicTrainTask):
             logger.info("multi_gpu requested but %d GPU(s) visible: training in one process", gpus)
         if params.tracking.lower() != "none" or request.get("tracking_uri"):
             logger.info("experiment tracking is not used by this trainer; see history.jsonl in the run folder")
-        cases = cases_from_datastore(datastore, self.settings.vocabulary)
-        if not cases:
-            raise ValueError("no image has a final label yet: submit labels (PUT /datastore/label) before training")
         out = Path(self._model_dir) / params.name
         start = time.time()
         run_id = datetime.now().strftime("%Y%m%d_%H%M%S")
-        stats: dict[str, Any] = {"name": params.name, "run_id": run_id, "start_ts": int(start), "epoch": 0}
-        stats.update(total_epochs=params.max_epochs, steps=params.steps, cases=len(cases), status="RUNNING")
-        write_json_atomic(stats, Path(self._stats_path))
+        stats = TrainStats(
+            Path(self._stats_path),
+            name=params.name,
+            run_id=run_id,
+            start_ts=int(start),
+            epoch=0,
+            total_epochs=params.max_epochs,
+            steps=params.steps,
+        )
         try:
+            cases = cases_from_datastore(datastore, self.settings.vocabulary)
+            check_cases(cases)
+            stats.update(cases=len(cases))
             options = self._options(params, out, cases[0].image.parent, run_id)
             if distributed:
                 summary = run_distributed(options, cases, nproc=gpus)
             else:
                 summary = run_training(options, cases=cases)
         except Exception as err:  # record the failure for /info, then let MONAI Label report the task as ERROR
-            stats.update(status="ERROR", error=f"{type(err).__name__}: {err}")
-            write_json_atomic(stats, Path(self._stats_path))
+            line = stats.error(err)
+            logger.error("training failed, the served model is unchanged: %s", line)
             raise
         published = copy_atomic(summary["model"], self.settings.published_model)
         logger.info("published %s -> %s", summary["model"], published)
-        stats.update(
+        stats.data.update(
             status="DONE",
             epoch=params.max_epochs,
             total_time=str(timedelta(seconds=int(time.time() - start))),
@@ -113,9 +121,9 @@ class TextDiffSegTrainer(BasicTrainTask):
             structures=sorted({name for case in cases for name in case.targets}),
             published=str(published),
         )
-        write_json_atomic(stats, out / f"stats_{run_id}.json")
-        write_json_atomic(stats, Path(self._stats_path))
-        return stats
+        write_json_atomic(stats.data, out / f"stats_{run_id}.json")
+        stats.write()
+        return stats.data
 
     def _options(self, params: TrainParams, out: Path, data: Path, run_id: str) -> TrainOptions:
         init_from = self.settings.current_model() if params.pretrained else None

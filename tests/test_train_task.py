@@ -1,0 +1,114 @@
+"""The ``/train`` task (``lib/trainers/textdiffseg.py``) called in-process on a MONAI Label local datastore.
+
+Bad input ends the run at once with a one-line error in ``train_stats`` and the log, and the served model stays as
+it was; the run's progress reaches the stats file while it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import nibabel as nib
+import numpy as np
+import pytest
+from monailabel.datastore.local import LocalDatastore
+
+from textdiffseg.data.phantom import PhantomConfig, write_dataset
+from textdiffseg.train_inputs import TrainingInputError
+
+APP_DIR = Path(__file__).resolve().parents[1] / "apps" / "textdiffseg_app"
+
+
+def _drop_lib_modules() -> None:
+    for name in [m for m in sys.modules if m == "lib" or m.startswith("lib.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def app_lib() -> Iterator[SimpleNamespace]:
+    """The app's config and trainer modules (the app folder on ``sys.path`` only meanwhile)."""
+    _drop_lib_modules()
+    sys.path.insert(0, str(APP_DIR))
+    try:
+        import lib.configs.textdiffseg as config
+        import lib.trainers.textdiffseg as trainer
+
+        yield SimpleNamespace(config=config, trainer=trainer)
+    finally:
+        sys.path.remove(str(APP_DIR))
+        _drop_lib_modules()
+
+
+@pytest.fixture(scope="module")
+def phantom_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two 6-mm phantom cases (images and their true label maps)."""
+    out = tmp_path_factory.mktemp("train_task_phantoms")
+    write_dataset(out, n=2, seed=5, cfg=PhantomConfig(spacing=(6.0, 6.0, 6.0)))
+    return out
+
+
+@pytest.fixture
+def site(tmp_path: Path, phantom_images: Path) -> SimpleNamespace:
+    """A datastore of the two phantom images with no label yet, and an app folder serving a stand-in model file."""
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    for image in sorted(phantom_images.glob("phantom_*.nii.gz")):
+        shutil.copyfile(image, studies / image.name)
+    app = tmp_path / "app"
+    (app / "model").mkdir(parents=True)
+    served = app / "model" / "pretrained_textdiffseg.pt"
+    served.write_bytes(b"the served model")
+    return SimpleNamespace(studies=studies, app=app, served=served, truth=phantom_images / "labelsTr")
+
+
+def _save_label(datastore: LocalDatastore, tmp: Path, image_id: str, label: np.ndarray, label_info: list) -> None:
+    affine = nib.load(tmp / "studies" / f"{image_id}.nii.gz").affine
+    path = tmp / f"{image_id}_label.nii.gz"
+    nib.save(nib.Nifti1Image(label.astype(np.uint8), affine), path)
+    datastore.save_label(image_id, str(path), "final", {"label_info": label_info})
+
+
+def _run_refused(app_lib: SimpleNamespace, site: SimpleNamespace, datastore: LocalDatastore, match: str) -> dict:
+    """Run the task, expect it refused with ``match``; returns the stats file it left."""
+    settings = app_lib.config.parse_conf({}, site.app)
+    task = app_lib.trainer.TextDiffSegTrainer(settings)
+    with pytest.raises(TrainingInputError, match=match):
+        task({"max_epochs": 1, "train_steps_per_epoch": 1}, datastore)
+    assert site.served.read_bytes() == b"the served model"
+    assert not settings.published_model.exists()
+    return json.loads(Path(task._stats_path).read_text())
+
+
+def test_no_final_label_is_refused_in_the_stats_and_the_log(
+    app_lib: SimpleNamespace, site: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    datastore = LocalDatastore(str(site.studies), extensions=("*.nii.gz",))
+    with caplog.at_level(logging.ERROR):
+        stats = _run_refused(app_lib, site, datastore, "no image has a final label")
+    assert stats["status"] == "ERROR" and "\n" not in stats["error"]
+    assert stats["error"].startswith("TrainingInputError: no image has a final label")
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("served model is unchanged" in line and "no image has" in line for line in logged)
+
+
+def test_a_label_on_another_grid_is_refused(app_lib: SimpleNamespace, site: SimpleNamespace) -> None:
+    datastore = LocalDatastore(str(site.studies), extensions=("*.nii.gz",))
+    truth = np.asarray(nib.load(site.truth / "phantom_000.nii.gz").dataobj)
+    _save_label(datastore, site.studies.parent, "phantom_000", truth[:-3], [{"name": "liver", "idx": 1}])
+    stats = _run_refused(app_lib, site, datastore, r"phantom_000: the label's shape .* differs from its image's")
+    assert stats["status"] == "ERROR" and "differs from its image's" in stats["error"]
+
+
+def test_label_info_naming_nothing_in_the_label_is_refused(app_lib: SimpleNamespace, site: SimpleNamespace) -> None:
+    datastore = LocalDatastore(str(site.studies), extensions=("*.nii.gz",))
+    truth = np.asarray(nib.load(site.truth / "phantom_001.nii.gz").dataobj)
+    liver_only = (truth == 1).astype(np.uint8)  # value 1 only
+    _save_label(datastore, site.studies.parent, "phantom_001", liver_only, [{"name": "aorta", "idx": 3}])
+    stats = _run_refused(app_lib, site, datastore, r"phantom_001: it names aorta \(3\), but the label has no voxel")
+    assert "values present: 1" in stats["error"]
