@@ -1,0 +1,21 @@
+#!/bin/bash
+# Here, before scripts/gpu_recipe/run.sh on the device: what its upload carries (.devdata and .whl, ~35 MB).
+#   .devdata/prompts.pt   every vocabulary phrasing, encoded by the packaged text encoder (88 MB: not uploaded)
+#   .devdata/realct/      the real cases at 2.5 mm (+ a case list without "aorta", + the abdomen alone for scoring)
+#   .devdata/init_*.pt    the starting checkpoints: runs/gen/run/model.pt (make gen-checkpoint) and the demo model
+#   .whl/                 pure-Python wheels the device image lacks (MONAI, nibabel, pynrrd, pydicom)
+set -eu
+PY=${PY:-.venv/bin/python}
+mkdir -p .devdata .whl
+$PY -m textdiffseg.text.precomputed --out .devdata/prompts.pt
+$PY scripts/gpu_recipe/resample_cases.py --data datasets/realct --out .devdata/realct --spacing 2.5 --drop aorta
+$PY - <<'PYEOF'
+import json
+rows = json.load(open(".devdata/realct/cases.json"))
+json.dump([r for r in rows if r["case_id"] == "ts_abdomen"], open(".devdata/realct/eval_abdomen.json", "w"), indent=1)
+PYEOF
+cp runs/gen/run/model.pt .devdata/init_gen.pt
+cp apps/textdiffseg_app/model/pretrained_textdiffseg.pt .devdata/init_demo.pt
+$PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux2014_x86_64 -d .whl monai==1.5.2 nibabel==5.4.2 pynrrd==1.1.3 pydicom==2.4.4
+du -sh .devdata .whl
