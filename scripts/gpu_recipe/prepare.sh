@@ -3,8 +3,10 @@
 #   .devdata/prompts.pt   every vocabulary phrasing, encoded by the packaged text encoder (88 MB: not uploaded)
 #   .devdata/realct/      the real cases at 2.5 mm (+ a case list without "aorta", + the abdomen alone for scoring)
 #   .devdata/init_*.pt    the starting checkpoints: runs/gen/run/model.pt (make gen-checkpoint) and the demo model
+#   .devdata/code/        textdiffseg as committed (git archive HEAD), what the device imports
 #   .whl/                 pure-Python wheels the device image lacks (MONAI, nibabel, pynrrd, pydicom)
 set -eu
+rm -rf .devdata/code && mkdir -p .devdata/code && git archive HEAD textdiffseg | tar -x -C .devdata/code
 PY=${PY:-.venv/bin/python}
 mkdir -p .devdata .whl
 $PY -m textdiffseg.text.precomputed --out .devdata/prompts.pt

@@ -18,9 +18,10 @@ DEVICE=${DEVICE:-cuda}
 if [ "$DEVICE" = cuda ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
 fi
-export PYTHONPATH=/tmp/site:$PWD OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
+# .devdata/code: the committed textdiffseg (prepare.sh), so the run is a commit's code, not a half-edited tree.
+export PYTHONPATH=/tmp/site:$PWD/.devdata/code:$PWD OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
-$PY -c "import torch, monai; print('torch', torch.__version__, 'monai', monai.__version__)"
+$PY -c "import torch, monai, textdiffseg; print('torch', torch.__version__, 'monai', monai.__version__, textdiffseg.__file__)"
 G=runs/gpu
 mkdir -p $G
 PH="$PY -m textdiffseg.data.phantom --spacing 2.5 2.5 2.5 --quiet"
