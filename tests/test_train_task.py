@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -112,3 +113,50 @@ def test_label_info_naming_nothing_in_the_label_is_refused(app_lib: SimpleNamesp
     _save_label(datastore, site.studies.parent, "phantom_001", liver_only, [{"name": "aorta", "idx": 3}])
     stats = _run_refused(app_lib, site, datastore, r"phantom_001: it names aorta \(3\), but the label has no voxel")
     assert "values present: 1" in stats["error"]
+
+
+class StatsWatcher:
+    """Reads a stats file over and over from another thread, keeping every distinct content it saw."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.seen, self._stop = path, [], threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                stats = json.loads(self.path.read_text())
+            except (OSError, ValueError):  # not written yet; an atomic writer never leaves a partial file
+                stats = None
+            if stats is not None and (not self.seen or stats != self.seen[-1]):
+                self.seen.append(stats)
+            self._stop.wait(0.01)
+
+    def __enter__(self) -> StatsWatcher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.thread.join()
+
+
+def test_progress_reaches_the_stats_file_while_the_run_goes_on(
+    app_lib: SimpleNamespace, site: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    site.served.unlink()  # nothing served: a new tiny model is trained
+    datastore = LocalDatastore(str(site.studies), extensions=("*.nii.gz",))
+    truth = np.asarray(nib.load(site.truth / "phantom_000.nii.gz").dataobj)
+    _save_label(datastore, site.studies.parent, "phantom_000", truth, [{"name": "liver", "idx": 1}])
+    settings = app_lib.config.parse_conf({"train_preset": "tiny", "text_encoder": "default"}, site.app)
+    task = app_lib.trainer.TextDiffSegTrainer(settings)
+    request = {"max_epochs": 3, "train_steps_per_epoch": 2, "pretrained": False, "max_minutes": 5}
+    with caplog.at_level(logging.INFO), StatsWatcher(Path(task._stats_path)) as watcher:
+        final = task(request, datastore)
+    running = [s for s in watcher.seen if s["status"] == "RUNNING" and s.get("step")]
+    steps = [s["step"] for s in running]  # one rewrite per epoch end (2, 4, 6), seen before the run ended
+    assert len(steps) >= 2 and steps == sorted(set(steps)) and set(steps) <= {2, 4, 6}
+    assert all({"epoch", "elapsed", "eta", "loss"} <= set(s) and s["epoch"] == s["step"] // 2 for s in running)
+    assert final["status"] == "DONE" and json.loads(Path(task._stats_path).read_text())["status"] == "DONE"
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert len(lines) == 3 and lines[0].startswith("epoch 1/3 step 2/6 loss ") and " eta " in lines[0]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from textdiffseg.atomic_files import copy_atomic
 from textdiffseg.augment import PatchAugmenter
 from textdiffseg.checkpoint import load_checkpoint, save_checkpoint
 from textdiffseg.config import MULTI_WINDOWS, ModelConfig, preset_config
@@ -27,6 +28,7 @@ from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.prompt_match import record_trained_structures, trained_structures
 from textdiffseg.text.encoder import TextEncoder
 from textdiffseg.train_data import PromptedPatchSampler, prepare_cases
+from textdiffseg.train_progress import EpochMonitor, TrainHooks
 from textdiffseg.train_schedule import LearningRateSchedule, patch_stream
 from textdiffseg.train_step import Trainer, mean_terms
 
@@ -69,6 +71,7 @@ class TrainOptions:
     max_minutes: float | None = None  # stop after this much wall time even if ``steps`` are not done
     lr_schedule: str = "constant"  # "constant" or "cosine" (warm-up, then cosine decay over steps / max_minutes)
     workers: int = 0  # processes drawing patches in the background (0: drawn in the training process)
+    steps_per_epoch: int = 100  # steps between progress reports (log line, hooks, validation when due)
 
 
 def _extra_windows(windows: str | None, default: tuple) -> tuple:
@@ -150,11 +153,18 @@ def load_sources(opts: TrainOptions) -> tuple[list[LabelledCase], list[float] | 
 
 
 def run_training(
-    opts: TrainOptions, encoder: TextEncoder | None = None, cases: list[LabelledCase] | None = None
+    opts: TrainOptions,
+    encoder: TextEncoder | None = None,
+    cases: list[LabelledCase] | None = None,
+    hooks: TrainHooks | None = None,
+    case_weights: list[float] | None = None,
 ) -> dict:
     """Train and write the run folder; returns a summary (steps, final loss terms, seconds, paths).
 
-    ``cases`` replaces reading ``opts.data`` (the MONAI Label train task passes the datastore's labelled images).
+    ``cases`` replaces reading ``opts.data`` (the MONAI Label train task passes the datastore's labelled images),
+    with ``case_weights`` (one per case) weighting how often each is drawn. ``hooks``
+    (:class:`textdiffseg.train_progress.TrainHooks`) get a report at every epoch end; with ``hooks.validate`` the
+    best scoring weights become ``model.pt`` (the last ones stay in ``last.pt``).
     """
     from textdiffseg.distributed import DistributedContext
 
@@ -162,7 +172,6 @@ def run_training(
     encoder = encoder or TextEncoder(opts.text_encoder, device=str(dist.device))
     vocabulary = PromptVocabulary.load(opts.vocabulary)
     model, extra = _initial_model(opts, encoder)
-    case_weights = None
     if cases is None:
         cases, case_weights = load_sources(opts)
     prepared = prepare_cases(cases, model.config)
@@ -205,6 +214,7 @@ def run_training(
     schedule = LearningRateSchedule(trainer.optimizer, opts.lr, opts.lr_schedule, opts.steps, budget_s)
     patches = patch_stream(sampler, opts.workers)
     progress = _progress(opts, trainer.state.step, dist.is_main)
+    hooks = hooks or TrainHooks()
 
     def save(name: str, with_optimizer: bool) -> None:
         state = {"step": trainer.state.step}
@@ -213,6 +223,15 @@ def run_training(
         if dist.is_main:
             save_checkpoint(opts.out / name, model, state)
 
+    monitor = EpochMonitor(
+        opts.steps,
+        opts.steps_per_epoch,
+        budget_s,
+        hooks if dist.is_main else TrainHooks(),
+        save_best=lambda: save("best.pt", with_optimizer=False),
+        log=logger.info if dist.is_main else logger.debug,
+        first_step=trainer.state.step,
+    )
     stopped_by_time = False
     while trainer.state.step < opts.steps:
         elapsed = time.perf_counter() - start
@@ -230,9 +249,14 @@ def run_training(
                 handle.write(json.dumps({"step": trainer.state.step, **terms}) + "\n")
         if trainer.state.step % opts.save_every == 0:
             save("last.pt", with_optimizer=True)
+        monitor.after_step(trainer.state.step, terms["loss"], schedule.current, time.perf_counter() - start, model)
     progress.close()
+    monitor.finish(trainer.state.step, schedule.current, time.perf_counter() - start, model)
     save("last.pt", with_optimizer=True)
-    save("model.pt", with_optimizer=False)
+    if monitor.best_step is None:
+        save("model.pt", with_optimizer=False)
+    elif dist.is_main:
+        copy_atomic(opts.out / "best.pt", opts.out / "model.pt")
     dist.barrier()
     summary = {
         "steps": trainer.state.step,
@@ -242,7 +266,10 @@ def run_training(
         "model": str(opts.out / "model.pt"),
         "world_size": dist.world_size,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "epochs": monitor.total_epochs,
     }
+    if monitor.best_step is not None:
+        summary.update(best_val_dice=monitor.best_val, best_step=monitor.best_step, last_val_dice=monitor.last_val)
     dist.close()
     return summary
 

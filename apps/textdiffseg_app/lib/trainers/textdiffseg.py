@@ -40,6 +40,7 @@ from textdiffseg.checkpoint import read_config
 from textdiffseg.launch import run_distributed
 from textdiffseg.train_inputs import check_cases
 from textdiffseg.train_loop import TrainOptions, run_training
+from textdiffseg.train_progress import TrainHooks
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class TextDiffSegTrainer(BasicTrainTask):
             if distributed:
                 summary = run_distributed(options, cases, nproc=gpus)
             else:
-                summary = run_training(options, cases=cases)
+                summary = run_training(options, cases=cases, hooks=TrainHooks(on_progress=stats.progress))
         except Exception as err:  # record the failure for /info, then let MONAI Label report the task as ERROR
             line = stats.error(err)
             logger.error("training failed, the served model is unchanged: %s", line)
@@ -145,6 +146,7 @@ class TextDiffSegTrainer(BasicTrainTask):
             seed=int(run_id.replace("_", "")) % 100_000,
             device=params.device,
             progress=False,
+            steps_per_epoch=params.steps_per_epoch,
         )
 
     def _engine_hook_not_used(self, context: Context) -> None:

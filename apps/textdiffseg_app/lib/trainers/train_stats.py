@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from textdiffseg.atomic_files import write_json_atomic
+from textdiffseg.train_progress import ProgressReport
 
 
 class TrainStats:
@@ -30,6 +31,10 @@ class TrainStats:
         """Change some entries and publish."""
         self.data.update(values)
         self.write()
+
+    def progress(self, report: ProgressReport) -> None:
+        """A progress report of the running loop (the hook ``run_training`` calls at every epoch end)."""
+        self.update(status="RUNNING", updated_ts=int(time.time()), **report.as_stats())
 
     def error(self, err: BaseException) -> str:
         """Record a failure (one line: the exception's type and first line) and return that line."""
