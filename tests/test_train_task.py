@@ -20,7 +20,11 @@ import numpy as np
 import pytest
 from monailabel.datastore.local import LocalDatastore
 
+from textdiffseg.checkpoint import read_config, save_checkpoint
+from textdiffseg.config import tiny_config
 from textdiffseg.data.phantom import PhantomConfig, write_dataset
+from textdiffseg.networks.model import TextDiffSeg
+from textdiffseg.prompt_match import record_trained_structures, trained_structures
 from textdiffseg.train_inputs import TrainingInputError
 
 APP_DIR = Path(__file__).resolve().parents[1] / "apps" / "textdiffseg_app"
@@ -160,3 +164,39 @@ def test_progress_reaches_the_stats_file_while_the_run_goes_on(
     assert final["status"] == "DONE" and json.loads(Path(task._stats_path).read_text())["status"] == "DONE"
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert len(lines) == 3 and lines[0].startswith("epoch 1/3 step 2/6 loss ") and " eta " in lines[0]
+
+
+def _tiny_served_model(path: Path, encoder, known: list[str]) -> None:  # noqa: ANN001 - TextEncoder
+    """An untrained tiny model recording ``known`` as its trained structures, saved as the served checkpoint."""
+    model = TextDiffSeg(
+        tiny_config(
+            text_encoder=encoder.name, text_hidden_size=encoder.hidden_size, text_fingerprint=encoder.fingerprint
+        )
+    )
+    record_trained_structures(model.config, known)
+    save_checkpoint(path, model)
+
+
+def test_the_recipe_holds_out_a_validation_share_and_rehearses_what_the_model_knew(
+    app_lib: SimpleNamespace, site: SimpleNamespace, tiny_encoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    _tiny_served_model(site.served, tiny_encoder, ["liver", "spleen", "aorta"])
+    datastore = LocalDatastore(str(site.studies), extensions=("*.nii.gz",))
+    for case in ("phantom_000", "phantom_001"):
+        truth = np.asarray(nib.load(site.truth / f"{case}.nii.gz").dataobj)
+        _save_label(
+            datastore, site.studies.parent, case, (truth == 3).astype(np.uint8), [{"name": "Left kidney", "idx": 1}]
+        )
+    settings = app_lib.config.parse_conf({}, site.app)
+    task = app_lib.trainer.TextDiffSegTrainer(settings)
+    with caplog.at_level(logging.INFO):
+        stats = task({"max_epochs": 2, "train_steps_per_epoch": 2}, datastore)
+    assert stats["status"] == "DONE" and stats["structures"] == ["left kidney"]
+    assert (stats["train_cases"], stats["validation_cases"], stats["rehearsal_cases"]) == (1, ["phantom_001"], 4)
+    assert 0.0 <= stats["best_val_dice"] <= 1.0 and stats["best_step"] in (2, 4)
+    assert any("val Dice" in r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch "))
+    rehearsal = sorted((site.app / "model" / "textdiffseg" / "phantoms").glob("rehearsal_*/imagesTr/*.nii.gz"))
+    assert len(rehearsal) == 4
+    # the published model knows the new structure, keeps what it knew, and learned no other phantom structure
+    published = read_config(settings.published_model)
+    assert trained_structures(published) == ("aorta", "left kidney", "liver", "spleen")

@@ -1,20 +1,31 @@
 """``/train/textdiffseg``: fine-tune the served model on the datastore's submitted labels and publish it.
 
-Request (the ``config`` below is what clients show and send back):
+Request (the ``config`` below is what clients show and send back); the defaults are the few-label recipe of
+``textdiffseg.finetune`` (see its docstring for why):
 
-* ``name`` (``train_01``): run folder ``model/textdiffseg/<name>/`` (``model.pt``, ``last.pt``, ``history.jsonl``,
-  ``stats_<run>.json``).
+* ``name`` (``train_01``): run folder ``model/textdiffseg/<name>/`` (``model.pt`` = the best validated weights or
+  the last ones, ``last.pt``, ``history.jsonl``, ``stats_<run>.json``).
 * ``pretrained`` (true): start from the checkpoint being served (``model/textdiffseg.pt``, else the shipped
   ``pretrained_textdiffseg.pt``); false, or no checkpoint at all, trains a new ``--conf train_preset`` model.
-* ``max_epochs`` (2, at most 1000) x ``train_steps_per_epoch`` (``--conf train_steps_per_epoch``, 25) optimisation
-  steps, at most ``--conf max_train_steps`` (20,000) in all.
-* ``learning_rate`` (1e-4), ``device`` (cpu/cuda; cuda falls back to cpu without a GPU).
+* ``max_minutes`` (12): the run stops after this much training time (validation included); the learning rate
+  follows a cosine over it. Sized so that a run on 2 CPU cores ends within 15 minutes.
+* ``max_epochs`` x ``train_steps_per_epoch`` (``--conf train_steps_per_epoch``, 25): a ceiling on the steps, at
+  most ``--conf max_train_steps`` (20,000; the default ``max_epochs`` reaches it, so the time decides). An epoch
+  ends with a log line and a ``train_stats`` update (step, epoch, elapsed, ETA, loss, validation Dice).
+* ``learning_rate`` (5e-4, the cosine's peak), ``augment`` (true), ``foreground_fraction`` (0.5: share of patches
+  centred on a labelled structure), ``rehearsal`` (true: phantoms of the structures the served model knows take
+  30 % of the patches).
+* ``device`` (cpu/cuda; cuda falls back to cpu without a GPU).
 * ``multi_gpu`` (true): with two or more visible GPUs, one DDP worker per GPU is started with ``torchrun``
-  (``textdiffseg.launch``); with fewer, the log says so and training runs in this process.
+  (``textdiffseg.launch``; no validation share then: every labelled image is trained on); with fewer, the log says
+  so and training runs in this process.
 * ``tracking``/``tracking_uri``: accepted and ignored (no MLflow); the loss history is in ``history.jsonl``.
 
-When the run finishes, ``model.pt`` is published atomically to ``model/textdiffseg.pt`` (the next ``/infer`` serves
-it) and the stats are written to ``model/textdiffseg/train_stats.json`` (served as ``train_stats`` by ``/info``).
+With two or more labelled images a fifth of them (at least one) is held out for validation. When the run finishes,
+``model.pt`` is published atomically to ``model/textdiffseg.pt`` (the next ``/infer`` serves it) and the stats are
+written to ``model/textdiffseg/train_stats.json`` (served as ``train_stats`` by ``/info``). Bad input (no final
+label, a label on another grid than its image, a ``label_info`` naming nothing in its label) ends the run at once:
+``status: ERROR`` with a one-line ``error``, a log line, the served model untouched.
 """
 
 from __future__ import annotations
@@ -31,13 +42,16 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 from monailabel.utils.others.generic import device_list
 
-from lib.configs.textdiffseg import AppSettings
+from lib.configs.textdiffseg import MAX_EPOCHS, AppSettings
 from lib.trainers.cases import cases_from_datastore
-from lib.trainers.train_params import TrainParams, parse_train_params
+from lib.trainers.run_plan import RunPlan, plan_run
+from lib.trainers.train_params import RECIPE, TrainParams, parse_train_params
 from lib.trainers.train_stats import TrainStats
 from textdiffseg.atomic_files import copy_atomic, write_json_atomic
 from textdiffseg.checkpoint import read_config
 from textdiffseg.launch import run_distributed
+from textdiffseg.model_scores import validation_scorer
+from textdiffseg.text.encoder import TextEncoder
 from textdiffseg.train_inputs import check_cases
 from textdiffseg.train_loop import TrainOptions, run_training
 from textdiffseg.train_progress import TrainHooks
@@ -59,9 +73,13 @@ class TextDiffSegTrainer(BasicTrainTask):
             "name": "train_01",
             "pretrained": True,
             "device": device_list(),
-            "max_epochs": 2,
+            "max_minutes": RECIPE.max_minutes,
+            "max_epochs": max(1, min(MAX_EPOCHS, settings.max_train_steps // settings.train_steps_per_epoch)),
             "train_steps_per_epoch": settings.train_steps_per_epoch,
-            "learning_rate": 1e-4,
+            "learning_rate": RECIPE.lr,
+            "augment": RECIPE.augment,
+            "foreground_fraction": RECIPE.foreground_fraction,
+            "rehearsal": True,
             "multi_gpu": True,
             "gpus": "all",
             "tracking": ["None"],
@@ -102,12 +120,25 @@ class TextDiffSegTrainer(BasicTrainTask):
         try:
             cases = cases_from_datastore(datastore, self.settings.vocabulary)
             check_cases(cases)
-            stats.update(cases=len(cases))
-            options = self._options(params, out, cases[0].image.parent, run_id)
+            init_from = self.settings.current_model() if params.pretrained else None
+            plan = (
+                plan_run(cases, init_from, params.rehearsal, Path(self._model_dir) / "phantoms", RECIPE)
+                if not distributed
+                else RunPlan(cases, None, [], site_cases=len(cases))
+            )
+            stats.update(cases=len(cases), **plan.as_stats())
+            options = self._options(params, out, init_from, run_id)
             if distributed:
                 summary = run_distributed(options, cases, nproc=gpus)
             else:
-                summary = run_training(options, cases=cases, hooks=TrainHooks(on_progress=stats.progress))
+                encoder = TextEncoder(options.text_encoder, device=params.device)
+                validate = (
+                    validation_scorer(encoder, plan.validation, params.device, self.settings.vocabulary)
+                    if plan.validation
+                    else None
+                )
+                hooks = TrainHooks(on_progress=stats.progress, validate=validate)
+                summary = run_training(options, encoder, plan.train, hooks, plan.weights)
         except Exception as err:  # record the failure for /info, then let MONAI Label report the task as ERROR
             line = stats.error(err)
             logger.error("training failed, the served model is unchanged: %s", line)
@@ -116,9 +147,11 @@ class TextDiffSegTrainer(BasicTrainTask):
         logger.info("published %s -> %s", summary["model"], published)
         stats.data.update(
             status="DONE",
-            epoch=params.max_epochs,
             total_time=str(timedelta(seconds=int(time.time() - start))),
             final_loss=summary["final"],
+            trained_steps=summary["steps"],
+            stopped_by_time=summary["stopped_by_time"],
+            **{k: summary[k] for k in ("best_val_dice", "best_step", "last_val_dice") if k in summary},
             structures=sorted({name for case in cases for name in case.targets}),
             published=str(published),
         )
@@ -126,16 +159,17 @@ class TextDiffSegTrainer(BasicTrainTask):
         stats.write()
         return stats.data
 
-    def _options(self, params: TrainParams, out: Path, data: Path, run_id: str) -> TrainOptions:
-        init_from = self.settings.current_model() if params.pretrained else None
+    def _options(self, params: TrainParams, out: Path, init_from: Path | None, run_id: str) -> TrainOptions:
         if init_from is not None:
             encoder = self.settings.text_encoder or read_config(init_from).text_encoder
-            logger.info("fine-tuning %s for %d steps", init_from, params.steps)
+            logger.info(
+                "fine-tuning %s for up to %.1f min (%d steps at most)", init_from, params.max_minutes, params.steps
+            )
         else:
             encoder = self.settings.text_encoder or "default"
-            logger.info("training a new %r model for %d steps", self.settings.train_preset, params.steps)
+            logger.info("training a new %r model for up to %.1f min", self.settings.train_preset, params.max_minutes)
         return TrainOptions(
-            data=data,
+            data=out,
             out=out,
             steps=params.steps,
             preset=self.settings.train_preset,
@@ -147,6 +181,10 @@ class TextDiffSegTrainer(BasicTrainTask):
             device=params.device,
             progress=False,
             steps_per_epoch=params.steps_per_epoch,
+            max_minutes=params.max_minutes,
+            lr_schedule=RECIPE.lr_schedule,
+            augment=params.augment,
+            foreground_fraction=params.foreground_fraction,
         )
 
     def _engine_hook_not_used(self, context: Context) -> None:

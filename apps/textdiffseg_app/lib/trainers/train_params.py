@@ -13,7 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lib.configs.textdiffseg import MAX_EPOCHS, MAX_STEPS_PER_EPOCH, parse_device
+from textdiffseg.finetune import Recipe
 from textdiffseg.params import ParamReader
+
+MAX_MINUTES = 24 * 60
+RECIPE = Recipe()
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -30,6 +34,10 @@ class TrainParams:
     device: str
     multi_gpu: bool
     tracking: str  # accepted for client compatibility; this trainer logs to history.jsonl only
+    max_minutes: float = RECIPE.max_minutes  # the run stops after this much training time
+    augment: bool = RECIPE.augment
+    foreground_fraction: float = RECIPE.foreground_fraction
+    rehearsal: bool = True  # mix in phantoms of the structures the served model knows
 
     @property
     def steps(self) -> int:
@@ -54,10 +62,14 @@ def parse_train_params(
         pretrained=read.flag("pretrained", True),
         max_epochs=read.integer("max_epochs", 2, 1, MAX_EPOCHS),
         steps_per_epoch=read.integer("train_steps_per_epoch", default_steps_per_epoch, 1, MAX_STEPS_PER_EPOCH),
-        learning_rate=read.number("learning_rate", 1e-4, 0.0, 1.0),
+        learning_rate=read.number("learning_rate", RECIPE.lr, 0.0, 1.0),
         device=read.get("device", default_device, parse_device, "cpu, cuda or cuda:N"),
         multi_gpu=read.flag("multi_gpu", False),
         tracking=read.text("tracking", "None"),
+        max_minutes=read.number("max_minutes", RECIPE.max_minutes, 0.0, MAX_MINUTES + 1e-9),
+        augment=read.flag("augment", RECIPE.augment),
+        foreground_fraction=read.number("foreground_fraction", RECIPE.foreground_fraction, -1e-9, 1.0 + 1e-9),
+        rehearsal=read.flag("rehearsal", True),
     )
     if params.steps > max_train_steps:
         raise ValueError(
