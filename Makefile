@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint pacs pacs-stop bench-accuracy bench-latency realct
+.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload pacs pacs-stop bench-accuracy bench-latency realct
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -93,6 +93,13 @@ gen-checkpoint: install realct
 	$(PY) scripts/realct_eval_folder.py --realct $(REALCT) --case ts_abdomen --out $(GEN)/eval_abdomen
 	for d in eval_abdomen eval_phantom eval_phantom_wide; do \
 		$(PY) -m textdiffseg.evaluate --data $(GEN)/$$d --ckpt $(GEN)/run/model.pt --json $(GEN)/run/$$d.json; done
+
+# The shipped checkpoint (issue 12): runs/gen/run/model.pt (gen-checkpoint above) fine-tuned on a GPU by
+# scripts/gpu_recipe/run.sh, 7.5 min per model, five models side by side on one H200 (README "The shipped model").
+# `make gpu-recipe-upload` writes what that run needs (.devdata, .whl, ~27 MB); on a CUDA machine with torch, in a
+# copy of this repository that holds them: `bash scripts/gpu_recipe/run.sh 7.5`; lopo_v2.pt is the shipped model.
+gpu-recipe-upload: install realct
+	bash scripts/gpu_recipe/prepare.sh
 
 clean-data:
 	rm -rf $(DATA)
