@@ -157,7 +157,7 @@ def test_progress_reaches_the_stats_file_while_the_run_goes_on(
     request = {"max_epochs": 3, "train_steps_per_epoch": 2, "pretrained": False, "max_minutes": 5}
     with caplog.at_level(logging.INFO), StatsWatcher(Path(task._stats_path)) as watcher:
         final = task(request, datastore)
-    running = [s for s in watcher.seen if s["status"] == "RUNNING" and s.get("step")]
+    running = [s for s in watcher.seen if s["status"] == "RUNNING" and s.get("step") and "phase" not in s]
     steps = [s["step"] for s in running]  # one rewrite per epoch end (2, 4, 6), seen before the run ended
     assert len(steps) >= 2 and steps == sorted(set(steps)) and set(steps) <= {2, 4, 6}
     assert all({"epoch", "elapsed", "eta", "loss"} <= set(s) and s["epoch"] == s["step"] // 2 for s in running)
@@ -200,3 +200,28 @@ def test_the_recipe_holds_out_a_validation_share_and_rehearses_what_the_model_kn
     # the published model knows the new structure, keeps what it knew, and learned no other phantom structure
     published = read_config(settings.published_model)
     assert trained_structures(published) == ("aorta", "left kidney", "liver", "spleen")
+
+
+def test_a_retrained_model_that_got_worse_is_not_published(
+    app_lib: SimpleNamespace, site: SimpleNamespace, trained_tiny, caplog: pytest.LogCaptureFixture
+) -> None:
+    shutil.copyfile(trained_tiny.run_dir / "model.pt", site.served)
+    served_bytes = site.served.read_bytes()
+    datastore = LocalDatastore(str(site.studies), extensions=("*.nii.gz",))
+    truth = np.asarray(nib.load(site.truth / "phantom_000.nii.gz").dataobj)
+    _save_label(
+        datastore, site.studies.parent, "phantom_000", (truth == 1).astype(np.uint8), [{"name": "liver", "idx": 1}]
+    )
+    settings = app_lib.config.parse_conf({}, site.app)
+    task = app_lib.trainer.TextDiffSegTrainer(settings)
+    ruin = {"max_epochs": 1, "train_steps_per_epoch": 3, "learning_rate": 0.9, "rehearsal": False}  # wrecks the weights
+    with caplog.at_level(logging.INFO):
+        stats = task(ruin, datastore)
+    assert stats["status"] == "DONE" and stats["published"] is None
+    gate = stats["publish_gate"]
+    assert not gate["publish"] and gate["drops"] and "served model is kept" in gate["reason"]
+    assert any(key.startswith("regression/") for key in gate["drops"])
+    assert gate["served_dice"]["regression"]["liver"] - gate["candidate_dice"]["regression"]["liver"] > 0.02
+    assert not settings.published_model.exists() and site.served.read_bytes() == served_bytes
+    assert any("not published: Dice dropped" in r.getMessage() for r in caplog.records)
+    assert json.loads(Path(task._stats_path).read_text())["publish_gate"] == gate

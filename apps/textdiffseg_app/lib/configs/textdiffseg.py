@@ -41,6 +41,10 @@ key                      default                      meaning
                                                       each active-learning call and each training (on top of
                                                       ``MONAI_LABEL_AUTO_UPDATE_SCORING``); off by default because the
                                                       uncertainty scoring runs the model on every unlabeled image.
+``publish_tolerance``    ``0.02``                     ``/train`` publishes its model only if no structure the served
+                                                      model knew drops by more than this Dice on the validation share
+                                                      or the phantom regression set (``textdiffseg.publish_gate``);
+                                                      else the served model is kept and ``train_stats`` says why.
 ``anonymous_admin``      ``false``                    allow admin operations (training, scoring, model upload and
                                                       delete, ``/reload``, ``/logs``) without auth: a trusted
                                                       single-user machine only (read by ``textdiffseg_server.policy``;
@@ -70,6 +74,7 @@ from textdiffseg.config import PRESETS
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.inference import DEFAULT_MAX_DENOISER_CALLS, DEFAULT_MAX_VOXELS
 from textdiffseg.params import ParamReader
+from textdiffseg.publish_gate import DEFAULT_TOLERANCE
 from textdiffseg.service import SegmentationService, ServiceOptions, served_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -107,6 +112,7 @@ class AppSettings:
     train_preset: str = "small"
     auto_update_scoring: bool = False
     anonymous_admin: bool = False
+    publish_tolerance: float = DEFAULT_TOLERANCE
 
     @property
     def max_file_voxels(self) -> int:
@@ -191,6 +197,7 @@ def parse_conf(conf: Mapping[str, object] | None, app_dir: str | Path) -> AppSet
         train_preset=c.choice("train_preset", "small", PRESETS),
         auto_update_scoring=c.flag("auto_update_scoring", False),
         anonymous_admin=c.flag("anonymous_admin", False),
+        publish_tolerance=c.number("publish_tolerance", DEFAULT_TOLERANCE, -1e-9, 1.0 + 1e-9),
     )
     if settings.roi_size is not None:
         logger.warning("conf 'roi_size' is ignored: the sliding-window patch size is fixed by the checkpoint")

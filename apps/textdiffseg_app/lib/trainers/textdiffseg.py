@@ -22,10 +22,13 @@ Request (the ``config`` below is what clients show and send back); the defaults 
 * ``tracking``/``tracking_uri``: accepted and ignored (no MLflow); the loss history is in ``history.jsonl``.
 
 With two or more labelled images a fifth of them (at least one) is held out for validation. When the run finishes,
-``model.pt`` is published atomically to ``model/textdiffseg.pt`` (the next ``/infer`` serves it) and the stats are
-written to ``model/textdiffseg/train_stats.json`` (served as ``train_stats`` by ``/info``). Bad input (no final
-label, a label on another grid than its image, a ``label_info`` naming nothing in its label) ends the run at once:
-``status: ERROR`` with a one-line ``error``, a log line, the served model untouched.
+the publish gate (``textdiffseg.publish_gate``) scores ``model.pt`` and the served model on the validation share and
+on fixed-seed phantoms of the structures the served model knew; only if none of those drops by more than ``--conf
+publish_tolerance`` (0.02 Dice) is ``model.pt`` published atomically to ``model/textdiffseg.pt`` (the next ``/infer``
+serves it); otherwise the served model stays, and ``train_stats`` (``published: null``, ``publish_gate.reason``) and
+the log say why. The stats file is ``model/textdiffseg/train_stats.json`` (``/info``'s ``train_stats``).
+Bad input (no final label, a label on another grid than its image, a ``label_info`` naming nothing in its label) ends
+the run at once: ``status: ERROR`` with a one-line ``error``, a log line, the served model untouched.
 """
 
 from __future__ import annotations
@@ -49,8 +52,11 @@ from lib.trainers.train_params import RECIPE, TrainParams, parse_train_params
 from lib.trainers.train_stats import TrainStats
 from textdiffseg.atomic_files import copy_atomic, write_json_atomic
 from textdiffseg.checkpoint import read_config
+from textdiffseg.finetune import REGRESSION_CASES, REGRESSION_SEED, known_phantom_cases, phantom_set
 from textdiffseg.launch import run_distributed
 from textdiffseg.model_scores import validation_scorer
+from textdiffseg.prompt_match import trained_structures
+from textdiffseg.publish_gate import GateDecision, publish_gate
 from textdiffseg.text.encoder import TextEncoder
 from textdiffseg.train_inputs import check_cases
 from textdiffseg.train_loop import TrainOptions, run_training
@@ -120,7 +126,8 @@ class TextDiffSegTrainer(BasicTrainTask):
         try:
             cases = cases_from_datastore(datastore, self.settings.vocabulary)
             check_cases(cases)
-            init_from = self.settings.current_model() if params.pretrained else None
+            served = self.settings.current_model()
+            init_from = served if params.pretrained else None
             plan = (
                 plan_run(cases, init_from, params.rehearsal, Path(self._model_dir) / "phantoms", RECIPE)
                 if not distributed
@@ -139,12 +146,18 @@ class TextDiffSegTrainer(BasicTrainTask):
                 )
                 hooks = TrainHooks(on_progress=stats.progress, validate=validate)
                 summary = run_training(options, encoder, plan.train, hooks, plan.weights)
+            stats.update(status="RUNNING", phase="publish gate: scoring the candidate and the served model")
+            decision = self._gate(served, Path(summary["model"]), plan, params.device)
+            published = copy_atomic(summary["model"], self.settings.published_model) if decision.publish else None
         except Exception as err:  # record the failure for /info, then let MONAI Label report the task as ERROR
             line = stats.error(err)
             logger.error("training failed, the served model is unchanged: %s", line)
             raise
-        published = copy_atomic(summary["model"], self.settings.published_model)
-        logger.info("published %s -> %s", summary["model"], published)
+        if published is not None:
+            logger.info("published %s -> %s (%s)", summary["model"], published, decision.reason)
+        else:
+            logger.warning("%s is %s", summary["model"], decision.reason)
+        stats.data.pop("phase", None)
         stats.data.update(
             status="DONE",
             total_time=str(timedelta(seconds=int(time.time() - start))),
@@ -153,11 +166,32 @@ class TextDiffSegTrainer(BasicTrainTask):
             stopped_by_time=summary["stopped_by_time"],
             **{k: summary[k] for k in ("best_val_dice", "best_step", "last_val_dice") if k in summary},
             structures=sorted({name for case in cases for name in case.targets}),
-            published=str(published),
+            published=str(published) if published is not None else None,
+            publish_gate=decision.as_stats(),
         )
         write_json_atomic(stats.data, out / f"stats_{run_id}.json")
         stats.write()
         return stats.data
+
+    def _gate(self, served: Path | None, candidate: Path, plan: RunPlan, device: str) -> GateDecision:
+        """Score the candidate against the served model (validation share + phantom regression set)."""
+        if served is None:
+            return GateDecision(True, "published: no model was served before")
+        known = trained_structures(read_config(served))
+        folder = phantom_set(
+            Path(self._model_dir) / "phantoms" / f"regression_{REGRESSION_SEED}", REGRESSION_SEED, REGRESSION_CASES
+        )
+        regression = known_phantom_cases(folder, known)
+        return publish_gate(
+            served,
+            candidate,
+            plan.validation,
+            regression,
+            known,
+            self.settings.publish_tolerance,
+            device,
+            self.settings.vocabulary,
+        )
 
     def _options(self, params: TrainParams, out: Path, init_from: Path | None, run_id: str) -> TrainOptions:
         if init_from is not None:
