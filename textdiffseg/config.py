@@ -40,6 +40,9 @@ class ModelConfig:
         text_encoder: the text encoder's name as given (recorded; see ``text_fingerprint``).
         text_hidden_size: the text encoder's hidden size.
         text_fingerprint: digest of the text encoder's token embeddings; a checkpoint refuses any other encoder.
+        click_channels: 0 (the default, and every checkpoint written before this field) = no click branch; 2 = a
+            small encoder turns per-prompt positive/negative click maps into features added to the fused features
+            (``textdiffseg.networks.click_encoder``, ``textdiffseg.clicks``).
     """
 
     spacing: tuple[float, float, float] = (4.0, 4.0, 4.0)
@@ -63,6 +66,7 @@ class ModelConfig:
     text_encoder: str = "default"
     text_hidden_size: int = 384
     text_fingerprint: str = ""
+    click_channels: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -112,6 +116,8 @@ class ModelConfig:
             raise ValueError(f"HU windows must be (low, high) with low < high, got {self.input_windows}")
         if any(s <= 0 for s in self.spacing):
             raise ValueError(f"spacing must be positive, got {self.spacing}")
+        if self.click_channels not in (0, 2):
+            raise ValueError(f"click_channels must be 0 (no clicks) or 2 (+/-), not {self.click_channels}")
 
 
 PRESETS: dict[str, dict[str, object]] = {

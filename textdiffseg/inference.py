@@ -2,8 +2,9 @@
 
 ``Segmenter.predict`` takes a CT as a MONAI ``MetaTensor`` (channel first, HU, any orientation/spacing) and returns
 per-prompt probabilities, uncertainty and a label map (with the caller's output values) on exactly the input's voxel
-grid (same affine and shape). :class:`WholeVolumePipeline` is that pipeline around any volume predictor (the
-benchmarks' baselines use it too).
+grid (same affine and shape). A model with a click branch also takes clicks per prompt (voxel indices of the input,
+:class:`textdiffseg.clicks.Clicks`): they change that prompt's mask within ``click_radius_mm`` of them only.
+:class:`WholeVolumePipeline` is that pipeline around any volume predictor (the benchmarks' baselines use it too).
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
 from monai.transforms import Orientation, Spacing
 
+from textdiffseg.clicks import (
+    CLICK_RADIUS_MM,
+    MAX_CLICKS,
+    ClickError,
+    Clicks,
+    check_inside,
+    click_box,
+    click_maps,
+    click_weight,
+    shift,
+    to_grid,
+)
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.diffusion.sampling import prompt_seed, sample_masks
 from textdiffseg.input_grid import to_input_grid
@@ -56,6 +69,30 @@ class ComputeBudgetError(InvalidInputError):
     """The request needs more denoiser calls than the per-request compute budget allows."""
 
 
+NO_CLICKS_MESSAGE = (
+    "the served model does not take clicks (its checkpoint has no click branch): send text or label prompts only, "
+    "or serve a checkpoint trained with --click-fraction"
+)
+PromptClicks = Sequence["Clicks | None"]  # one entry per prompt (None or empty: no clicks)
+
+
+def check_clicks(clicks: PromptClicks | None, prompts: int, shape: Sequence[int], accepted: bool) -> bool:
+    """Raise :class:`ClickError` for clicks a request cannot use; returns whether there are any."""
+    if clicks is None or not any(c for c in clicks):
+        return False
+    if not accepted:
+        raise ClickError(NO_CLICKS_MESSAGE)
+    if len(clicks) != prompts:
+        raise ClickError(f"clicks for {len(clicks)} prompts, but {prompts} prompt(s) were given")
+    total = sum(len(c) for c in clicks if c)
+    if total > MAX_CLICKS:
+        raise ClickError(f"{total} clicks in one request; the limit is {MAX_CLICKS}")
+    for one in clicks:
+        if one:
+            check_inside(one, shape)
+    return True
+
+
 @dataclass
 class Prediction:
     """Per-prompt results on the input's voxel grid."""
@@ -72,7 +109,8 @@ class Prediction:
 def prompt_slice(condition: Condition, start: int, stop: int) -> Condition:
     """The condition of prompts ``start:stop`` (image skips shared by all prompts stay as they are)."""
     skips = [s[start:stop] if s.shape[0] > 1 else s for s in condition.skips]
-    return Condition(condition.fused[start:stop], skips, condition.image_size)
+    clicks = None if condition.clicks is None else condition.clicks[start:stop]
+    return Condition(condition.fused[start:stop], skips, condition.image_size, clicks)
 
 
 def check_image(image: MetaTensor, spacing: tuple[float, float, float], max_voxels: int) -> None:
@@ -135,17 +173,37 @@ class WholeVolumePipeline:
         vocabulary = PromptVocabulary.load()
         return [vocabulary.canonical(prompt) for prompt in prompts]
 
-    def check_request(self, prompts: list[str], shape: tuple[int, ...]) -> None:
-        """Refuse a request before any model call (``shape``: the volume at the working spacing); default: accept."""
+    @property
+    def accepts_clicks(self) -> bool:
+        """Whether :meth:`predict` takes clicks (default: no)."""
+        return False
+
+    def check_request(
+        self, prompts: list[str], shape: tuple[int, ...], clicks: PromptClicks | None = None
+    ) -> None:
+        """Refuse a request before any model call (``shape``: the volume at the working spacing, ``clicks`` on that
+        grid); default: accept."""
 
     def segment_volume(self, volume: torch.Tensor, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(P, D, H, W)`` probabilities and entropies (``None``: no uncertainty) of a normalised ``(C, D, H, W)``."""
+        """``(P, D, H, W)`` probabilities and entropies (``None``: no uncertainty) of a normalised ``(C, D, H, W)``.
+
+        Pipelines that accept clicks also take ``clicks=`` (per prompt, on the volume's grid)."""
         raise NotImplementedError
 
-    def predict(self, image: MetaTensor, prompts: list[str], values: Sequence[int] | None = None) -> Prediction:
+    def predict(
+        self,
+        image: MetaTensor,
+        prompts: list[str],
+        values: Sequence[int] | None = None,
+        clicks: PromptClicks | None = None,
+    ) -> Prediction:
         """Segment ``prompts`` in a CT (``MetaTensor`` (1, X, Y, Z) in HU with its affine).
 
-        ``values`` are the label map's value of each prompt (1..255; default 1..P).
+        ``values`` are the label map's value of each prompt (1..255; default 1..P). ``clicks``: one
+        :class:`textdiffseg.clicks.Clicks` (voxel indices of ``image``) or ``None`` per prompt; they go to the model
+        grid through the same affine path as the image. Clicks on a pipeline that does not take them, outside the
+        image or over :data:`textdiffseg.clicks.MAX_CLICKS` raise :class:`textdiffseg.clicks.ClickError`. A
+        clicked prompt's mask is not cleaned by its anatomy (the annotator decides what belongs to it).
         """
         if not prompts:
             raise InvalidInputError("no prompt given")
@@ -153,14 +211,25 @@ class WholeVolumePipeline:
         values = check_label_values(range(1, len(prompts) + 1) if values is None else values, len(prompts))
         image = image if isinstance(image, MetaTensor) else MetaTensor(image)
         check_image(image, self.spacing, self.max_voxels)
+        clicked = check_clicks(clicks, len(prompts), tuple(image.shape[1:]), self.accepts_clicks)
         original = image.float()
         resampled = Spacing(pixdim=self.spacing, mode="bilinear")(Orientation(axcodes="RAS")(original))
-        self.check_request(prompts, tuple(resampled.shape[1:]))
-        probability_maps, entropy_maps = self.segment_volume(self._scale(resampled.as_tensor()), prompts)
+        grid_clicks = (
+            [to_grid(c, original.affine, resampled.affine) if c else None for c in clicks or ()] if clicked else None
+        )
+        self.check_request(prompts, tuple(resampled.shape[1:]), grid_clicks)
+        volume = self._scale(resampled.as_tensor())
+        if grid_clicks is None:
+            probability_maps, entropy_maps = self.segment_volume(volume, prompts)
+        else:
+            probability_maps, entropy_maps = self.segment_volume(volume, prompts, clicks=grid_clicks)  # type: ignore[call-arg]
         notes: list[str] = []
         if self.postprocess:
+            anatomy = self.anatomy_of(prompts)
+            if grid_clicks is not None:
+                anatomy = [None if c else a for a, c in zip(anatomy, grid_clicks)]
             with torch.inference_mode():  # the maps may be inference tensors, changed in place
-                notes = clean_probabilities(probability_maps, self.anatomy_of(prompts))
+                notes = clean_probabilities(probability_maps, anatomy)
         # Back onto the input grid one map at a time, written in place: a 512x512x300 CT is 79 M voxels, so
         # resampling every map of every prompt at once would need gigabytes of transient memory.
         probability = np.empty((len(prompts), *original.shape[1:]), np.float32)
@@ -195,6 +264,8 @@ class Segmenter(WholeVolumePipeline):
         unknown_below: prompts the model was not trained on (see :mod:`textdiffseg.prompt_match`) get an empty mask
             and a warning; free text is unknown below this similarity. ``None``: every prompt is segmented as is.
         postprocess: see :class:`WholeVolumePipeline`.
+        click_radius_mm: a prompt's clicks change its mask up to this distance from them (the last
+            ``textdiffseg.clicks.CLICK_RAMP_MM`` blended); beyond it the text-only mask is kept.
     """
 
     def __init__(
@@ -212,8 +283,10 @@ class Segmenter(WholeVolumePipeline):
         vocabulary: PromptVocabulary | None = None,
         unknown_below: float | None = UNKNOWN_BELOW,
         postprocess: bool = True,
+        click_radius_mm: float = CLICK_RADIUS_MM,
     ) -> None:
         super().__init__(model.config.spacing, model.config.input_windows, max_voxels, postprocess)
+        self.click_radius_mm = click_radius_mm
         self.model = model.eval().to(device)
         self.text_encoder = text_encoder
         self.config = model.config
@@ -247,51 +320,106 @@ class Segmenter(WholeVolumePipeline):
             return super().anatomy_of(prompts)
         return [match.nearest if match.known else None for match in matches]
 
-    def predict(self, image: MetaTensor, prompts: list[str], values: Sequence[int] | None = None) -> Prediction:
+    @property
+    def accepts_clicks(self) -> bool:
+        """Whether the model has a click branch."""
+        return self.model.takes_clicks
+
+    def predict(
+        self,
+        image: MetaTensor,
+        prompts: list[str],
+        values: Sequence[int] | None = None,
+        clicks: PromptClicks | None = None,
+    ) -> Prediction:
         """As :meth:`WholeVolumePipeline.predict`; prompts the model was not trained on get an empty mask (the
-        compute budget still counts them) and ``Prediction.matches`` says how each prompt was understood."""
-        prediction = super().predict(image, prompts, values)
+        compute budget still counts them; clicks do not change that) and ``Prediction.matches`` says how each prompt
+        was understood."""
+        prediction = super().predict(image, prompts, values, clicks)
         prediction.matches = self.understand(prompts)
         for match in prediction.matches or []:
             if not match.known:
                 logger.warning("empty mask for an unknown prompt: %s", match.warning)
         return prediction
 
-    def check_request(self, prompts: list[str], shape: tuple[int, ...]) -> None:
-        """Refuse requests over the compute budget, naming the cost, each factor, the limit and how to lower it."""
+    def click_box(self, clicks: Clicks, shape: Sequence[int]) -> tuple[slice, slice, slice]:
+        """The part of the volume (model grid) the clicked pass of a prompt runs on."""
+        return click_box(clicks, shape, self.config.spacing, self.config.roi_size, self.click_radius_mm)
+
+    def check_request(
+        self, prompts: list[str], shape: tuple[int, ...], clicks: PromptClicks | None = None
+    ) -> None:
+        """Refuse requests over the compute budget, naming the cost, each factor, the limit and how to lower it.
+
+        A clicked prompt costs the windows of its clicked pass (around its clicks) on top of its text-only pass."""
         if self.max_denoiser_calls is None:
             return
         windows = sliding_window_count(shape, self.config.roi_size, self.overlap)
-        cost = len(prompts) * self.ensemble * self.steps * windows
+        click_windows = sum(
+            sliding_window_count(
+                [b.stop - b.start for b in self.click_box(c, shape)], self.config.roi_size, self.overlap
+            )
+            for c in clicks or ()
+            if c
+        )
+        cost = (len(prompts) * windows + click_windows) * self.ensemble * self.steps
         if cost > self.max_denoiser_calls:
+            clicked = f" + {click_windows} window(s) of clicked passes" if click_windows else ""
             raise ComputeBudgetError(
-                f"request needs {cost:,} denoiser calls ({len(prompts)} prompt(s) x ensemble {self.ensemble} x "
-                f"{self.steps} sampling steps x {windows} sliding window(s)), over the limit of "
+                f"request needs {cost:,} denoiser calls ({len(prompts)} prompt(s) x {windows} sliding window(s)"
+                f"{clicked}, x ensemble {self.ensemble} x {self.steps} sampling steps), over the limit of "
                 f"{self.max_denoiser_calls:,} per request: send fewer prompts, a smaller ensemble, fewer "
                 "sampling_steps or a smaller image"
             )
 
-    def segment_volume(self, volume: torch.Tensor, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean probability and entropy of the diffusion ensemble, ``(P, D, H, W)`` each; zero for unknown prompts."""
+    def segment_volume(
+        self, volume: torch.Tensor, prompts: list[str], clicks: PromptClicks | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean probability and entropy of the diffusion ensemble, ``(P, D, H, W)`` each; zero for unknown prompts.
+
+        A prompt with ``clicks`` (on the volume's grid) is sampled again with them around its clicks
+        (:meth:`click_box`), and that result replaces the text-only one by :func:`textdiffseg.clicks.click_weight`.
+        """
         matches = self.understand(prompts)
         known = [i for i in range(len(prompts)) if matches is None or matches[i].known]
         if len(known) == len(prompts):
             out = self.predict_normalized(volume, prompts)
-            return out[0], out[2]
-        probability = torch.zeros((len(prompts), *volume.shape[1:]))
-        entropy = torch.zeros_like(probability)
-        if known:
-            out = self.predict_normalized(volume, [prompts[i] for i in known])
-            rows = torch.tensor(known)
-            probability[rows], entropy[rows] = out[0], out[2]
+            probability, entropy = out[0], out[2]
+        else:
+            probability = torch.zeros((len(prompts), *volume.shape[1:]))
+            entropy = torch.zeros_like(probability)
+            if known:
+                out = self.predict_normalized(volume, [prompts[i] for i in known])
+                rows = torch.tensor(known)
+                probability[rows], entropy[rows] = out[0], out[2]
+        for i in known:
+            if clicks is not None and clicks[i]:
+                self._apply_clicks(volume, prompts[i], clicks[i], probability[i], entropy[i])  # type: ignore[arg-type]
         return probability, entropy
 
-    def predict_normalized(self, volume: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    def _apply_clicks(
+        self, volume: torch.Tensor, prompt: str, clicks: Clicks, probability: torch.Tensor, entropy: torch.Tensor
+    ) -> None:
+        """Sample one prompt with its clicks around them and blend that into its text-only maps (in place)."""
+        box = self.click_box(clicks, volume.shape[1:])
+        local = shift(clicks, [b.start for b in box])
+        out = self.predict_normalized(volume[(slice(None), *box)], [prompt], [local])
+        weight = click_weight(local, out.shape[2:], self.config.spacing, self.click_radius_mm)
+        with torch.inference_mode():
+            for target, clicked in ((probability, out[0, 0]), (entropy, out[2, 0])):
+                region = target[box]
+                region.mul_(1 - weight).add_(clicked * weight)
+
+    def predict_normalized(
+        self, volume: torch.Tensor, prompts: list[str], clicks: PromptClicks | None = None
+    ) -> torch.Tensor:
         """Sliding-window sampling on a normalised volume at the model spacing.
 
         Args:
-            volume: (1, D, H, W) intensities already scaled to [0, 1].
+            volume: (C, D, H, W) intensities already scaled to [0, 1].
             prompts: P prompts; text is encoded once and image features once per window.
+            clicks: per prompt, clicks on the volume's grid (models with a click branch); their maps travel with the
+                image through the sliding windows.
 
         Returns:
             (3, P, D, H, W): mean probability, ensemble variance, entropy.
@@ -302,11 +430,16 @@ class Segmenter(WholeVolumePipeline):
         # prompt, the image and the settings only, never on the other prompts of the request or their order
         generators = [torch.Generator(device=self.device).manual_seed(prompt_seed(self.seed, t)) for t in prompts]
         p = len(prompts)
+        channels = volume.shape[0]
+        if clicks is not None:
+            volume = torch.cat([volume, click_maps(clicks, volume.shape[1:]).flatten(0, 1)])
 
         def predictor(window: torch.Tensor) -> torch.Tensor:
             outs = []
             for one in window.split(1):  # image features once per window, shared by all prompts
-                condition = self.model.condition(one, tokens, mask)
+                maps = one[0, channels:].view(p, 2, *one.shape[2:]) if clicks is not None else None
+                one = one[:, :channels]
+                condition = self.model.condition(one, tokens, mask, maps)
                 # prompts in groups of at most MAX_SAMPLES_PER_WINDOW samples: memory stays bounded however many
                 # prompts a request has (the noise is per prompt, so grouping changes no draw)
                 group = max(1, MAX_SAMPLES_PER_WINDOW // self.ensemble)

@@ -80,6 +80,8 @@ def options_to_argv(opts: TrainOptions) -> list[str]:
         argv += ["--lr-schedule", opts.lr_schedule]
     if opts.workers:
         argv += ["--workers", str(opts.workers)]
+    if opts.click_fraction:
+        argv += ["--click-fraction", repr(opts.click_fraction)]
     return argv
 
 

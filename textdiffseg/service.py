@@ -20,7 +20,7 @@ from monai.data import MetaTensor
 
 from textdiffseg.checkpoint import CheckpointError, load_for_inference
 from textdiffseg.data.vocabulary import PromptVocabulary
-from textdiffseg.inference import DEFAULT_MAX_DENOISER_CALLS, DEFAULT_MAX_VOXELS, Prediction, Segmenter
+from textdiffseg.inference import DEFAULT_MAX_DENOISER_CALLS, DEFAULT_MAX_VOXELS, Prediction, PromptClicks, Segmenter
 from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.text.encoder import TextEncoder
 
@@ -98,13 +98,16 @@ class SegmentationService:
         seed: int = 0,
         budgeted: bool = True,
         postprocess: bool = True,
+        clicks: PromptClicks | None = None,
     ) -> Prediction:
         """Segment ``prompts`` on ``image`` (channel-first HU ``MetaTensor``) on the image's own grid.
 
         ``values`` are the label map's value of each prompt (default 1..P); ``ensemble``/``steps`` override the
         options for this request. Raises ``ComputeBudgetError`` over ``options.max_denoiser_calls`` unless
         ``budgeted`` is false (work whose size the server's own settings fix, such as uncertainty scoring).
-        ``postprocess`` cleans each mask by its anatomy (``textdiffseg.postprocess``).
+        ``postprocess`` cleans each mask by its anatomy (``textdiffseg.postprocess``). ``clicks``: per prompt, voxel
+        indices of ``image`` (see :meth:`textdiffseg.inference.Segmenter.predict`; a model without a click branch
+        refuses them with ``ClickError``).
         """
         with self._lock:
             model, encoder = self.model()
@@ -122,4 +125,4 @@ class SegmentationService:
                 postprocess=postprocess,
             )
             with torch.inference_mode():
-                return segmenter.predict(image, prompts, values)
+                return segmenter.predict(image, prompts, values, clicks)

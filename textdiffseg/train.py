@@ -58,6 +58,13 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         default="constant",
         help="constant, or cosine: 3%% warm-up then decay to 5%% of --lr over the run (steps or --max-minutes)",
     )
+    p.add_argument(
+        "--click-fraction",
+        type=float,
+        default=0.0,
+        help="share of prompts trained with 1-5 clicks simulated from the model's own errors (adds a click branch "
+        "to a model without one, e.g. with --init-from; default 0)",
+    )
     p.add_argument("--workers", type=int, default=0, help="background processes drawing patches (GPU runs; default 0)")
     p.add_argument("--out", required=True, type=Path, help="run folder (created): model.pt, last.pt, history.jsonl")
     p.add_argument("--steps", type=int, default=2000, help="optimisation steps in total (default 2000)")
@@ -109,6 +116,8 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         p.error("--negative-fraction must be between 0 and 1")
     if not 0.0 <= a.foreground_fraction <= 1.0:
         p.error("--foreground-fraction must be between 0 and 1")
+    if not 0.0 <= a.click_fraction <= 1.0:
+        p.error("--click-fraction must be between 0 and 1")
     if a.data_weight and (len(a.data_weight) != len(a.data) or min(a.data_weight) < 0 or sum(a.data_weight) <= 0):
         p.error("give one non-negative --data-weight per --data (with a positive sum)")
     return TrainOptions(
@@ -138,6 +147,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         max_minutes=a.max_minutes,
         lr_schedule=a.lr_schedule,
         workers=a.workers,
+        click_fraction=a.click_fraction,
     )
 
 

@@ -21,6 +21,7 @@ import torch
 from textdiffseg.atomic_files import copy_atomic
 from textdiffseg.augment import PatchAugmenter
 from textdiffseg.checkpoint import load_checkpoint, save_checkpoint
+from textdiffseg.click_branch import CLICK_CHANNELS, add_click_branch
 from textdiffseg.config import MULTI_WINDOWS, ModelConfig, preset_config
 from textdiffseg.data.folders import LabelledCase, load_case_list, load_folder
 from textdiffseg.data.vocabulary import PromptVocabulary
@@ -72,6 +73,7 @@ class TrainOptions:
     lr_schedule: str = "constant"  # "constant" or "cosine" (warm-up, then cosine decay over steps / max_minutes)
     workers: int = 0  # processes drawing patches in the background (0: drawn in the training process)
     steps_per_epoch: int = 100  # steps between progress reports (log line, hooks, validation when due)
+    click_fraction: float = 0.0  # share of prompts trained with simulated clicks (adds the click branch if missing)
 
 
 def _extra_windows(windows: str | None, default: tuple) -> tuple:
@@ -111,6 +113,7 @@ def build_config(opts: TrainOptions, encoder: TextEncoder) -> ModelConfig:
     switches = {ABLATIONS[a]: False for a in opts.ablations}
     return replace(
         config,
+        click_channels=CLICK_CHANNELS if opts.click_fraction else 0,
         text_encoder=encoder.name,
         text_hidden_size=encoder.hidden_size,
         text_fingerprint=encoder.fingerprint,
@@ -128,7 +131,8 @@ def _initial_model(opts: TrainOptions, encoder: TextEncoder) -> tuple[TextDiffSe
     if opts.init_from is not None:
         model, _ = load_checkpoint(opts.init_from, encoder)
         logger.info("fine-tuning from %s", opts.init_from)
-        return widen_input(model, _extra_windows(opts.windows, model.config.extra_windows)), {}
+        model = widen_input(model, _extra_windows(opts.windows, model.config.extra_windows))
+        return (add_click_branch(model) if opts.click_fraction else model), {}
     torch.manual_seed(opts.seed)
     return TextDiffSeg(build_config(opts, encoder)), {}
 
@@ -178,14 +182,25 @@ def run_training(
     global_batch = opts.global_batch or dist.world_size
     if global_batch % dist.world_size:
         raise ValueError(f"--global-batch {global_batch} is not a multiple of the {dist.world_size} ranks")
+    if opts.click_fraction and not model.takes_clicks:  # resumed from a run that trained without clicks
+        model = add_click_branch(model)
+        extra = {k: v for k, v in extra.items() if k != "optimizer"}  # its parameter list has changed
     trainer = Trainer(
-        model, encoder, lr=opts.lr, device=str(dist.device), seed=opts.seed, rank=dist.rank, world_size=dist.world_size
+        model,
+        encoder,
+        lr=opts.lr,
+        device=str(dist.device),
+        seed=opts.seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        click_fraction=opts.click_fraction,
     )
     trainer.network = dist.wrap(model)
     if extra.get("optimizer"):
         trainer.optimizer.load_state_dict(extra["optimizer"])
         trainer.state.step = int(extra.get("step", 0))
         trainer.generator.manual_seed(opts.seed * 1000 + trainer.state.step)
+        trainer.clicks.rng.seed(opts.seed * 1000 + trainer.state.step + 1)
     sampler = PromptedPatchSampler(
         prepared,
         vocabulary,

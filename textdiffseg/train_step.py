@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from textdiffseg.click_training import ClickPlan, ClickPlanner, simulated_click_maps
 from textdiffseg.diffusion.schedule import make_scheduler, training_target
 from textdiffseg.losses import JointLoss
 from textdiffseg.networks.model import TextDiffSeg
@@ -39,6 +40,9 @@ class Trainer:
         device: torch device.
         seed: seeds the diffusion noise and timesteps (the same on every rank).
         rank, world_size: this process's share of each global batch.
+        click_fraction: share of prompts trained with 1-5 clicks simulated from the model's own errors
+            (:mod:`textdiffseg.click_training`; the model needs a click branch). A model with a click branch always
+            gets click maps (empty for the other prompts), so that every rank uses all its parameters.
     """
 
     def __init__(
@@ -50,7 +54,10 @@ class Trainer:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        click_fraction: float = 0.0,
     ) -> None:
+        if click_fraction and not model.takes_clicks:
+            raise ValueError("training with clicks needs a model with a click branch (textdiffseg.click_branch)")
         self.model = model.to(device)
         self.network: torch.nn.Module = self.model  # replaced by a DDP wrapper in distributed runs
         self.latent_channels = model.latent_channels
@@ -63,6 +70,7 @@ class Trainer:
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.rank, self.world_size = rank, world_size
         self.state = TrainState()
+        self.clicks = ClickPlanner(click_fraction, seed=seed + 1)
 
     def _noise(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (targets.shape[0], self.latent_channels, *(s // self.downsample for s in targets.shape[2:]))
@@ -70,11 +78,18 @@ class Trainer:
         t = torch.randint(0, self.scheduler.num_train_timesteps, (shape[0],), generator=self.generator)
         return noise.to(self.device), t.to(self.device)
 
-    def _terms(self, sample: Sample, noise: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _terms(
+        self, sample: Sample, noise: torch.Tensor, t: torch.Tensor, plan: ClickPlan | None = None
+    ) -> dict[str, torch.Tensor]:
         image, prompts, targets = sample
         image, targets = image.to(self.device), targets.to(self.device)
         tokens, mask = self.text_encoder.encode(prompts)
-        out = self.network(image, tokens.to(self.device), mask.to(self.device), targets, noise, t, self.scheduler)
+        tokens, mask = tokens.to(self.device), mask.to(self.device)
+        clicks = None
+        if self.model.takes_clicks:
+            plan = plan or ClickPlan((0,) * len(prompts), 0)
+            clicks, _ = simulated_click_maps(self.model, image, tokens, mask, targets, plan)
+        out = self.network(image, tokens, mask, targets, noise, t, self.scheduler, clicks)
         # The denoising target is detached: the label encoder is shaped by the segmentation terms, not pulled
         # towards latents that are merely easy to denoise (a constant latent would be).
         target = training_target(self.scheduler, out.latent.detach(), noise, t)
@@ -85,7 +100,8 @@ class Trainer:
         if len(batch) % self.world_size:
             raise ValueError(f"a global batch of {len(batch)} patches cannot be split over {self.world_size} ranks")
         self.model.train()
-        draws = [self._noise(targets) for _, _, targets in batch]  # every rank draws all, to stay in step
+        # every rank draws all, to stay in step
+        draws = [(*self._noise(targets), self.clicks.draw(len(prompts))) for _, prompts, targets in batch]
         mine = list(range(self.rank, len(batch), self.world_size))
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}

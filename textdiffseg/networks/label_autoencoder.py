@@ -7,6 +7,8 @@ upsampled trilinearly: full-resolution 3D convolutions would cost most of the CP
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from monai.networks.blocks import Convolution
@@ -65,6 +67,7 @@ class LabelDecoder(nn.Module):
         super().__init__()
         self.levels = downsample.bit_length() - 2  # upsampling steps from the latent to half resolution
         widths = [max(8, width >> level) for level in range(self.levels + 1)]
+        self.level_widths = tuple(widths[1:])  # channels after each upsampling step
         self.stem = Convolution(3, latent_channels, widths[0], norm="INSTANCE", act="PRELU")
         self.skip_proj = (
             nn.ModuleList(
@@ -83,11 +86,16 @@ class LabelDecoder(nn.Module):
         nn.init.constant_(self.head.bias, FOREGROUND_PRIOR_LOGIT)
 
     def forward(
-        self, latent: torch.Tensor, skips: list[torch.Tensor], output_size: tuple[int, ...] | None = None
+        self,
+        latent: torch.Tensor,
+        skips: list[torch.Tensor],
+        output_size: tuple[int, ...] | None = None,
+        level_bias: Callable[[int, tuple[int, ...]], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Decode to ``output_size`` (default: twice the finest decoder level).
 
-        ``skips`` may hold one entry per image (broadcast over prompts) or one per latent.
+        ``skips`` may hold one entry per image (broadcast over prompts) or one per latent. ``level_bias(level,
+        size)`` gives an addition to each level next to its skip projection (the click branch's).
         """
         x = self.stem(latent)
         for level, block in enumerate(self.ups):
@@ -97,6 +105,8 @@ class LabelDecoder(nn.Module):
             x = block.conv(x)  # norm and activation follow the skip
             if skip is not None and self.skip_proj is not None:
                 x = x + self.skip_proj[level](skip)
+            if level_bias is not None:
+                x = x + level_bias(level, tuple(x.shape[2:]))
             x = block.adn(x)
         logits = self.head(x)
         size = output_size or tuple(s * 2 for s in logits.shape[2:])

@@ -10,6 +10,7 @@ from torch import nn
 
 from textdiffseg.config import ModelConfig
 from textdiffseg.diffusion.schedule import x0_from_output
+from textdiffseg.networks.click_encoder import ClickDecoderBias, ClickEncoder
 from textdiffseg.networks.cross_attention import CrossModalAttention3D, PooledTextBias
 from textdiffseg.networks.denoiser import ConditionalDenoiser
 from textdiffseg.networks.image_encoder import ImageEncoder, PooledImageEncoder
@@ -33,6 +34,7 @@ class Condition:
     fused: torch.Tensor  # (P, c, d, h, w)
     skips: list[torch.Tensor]  # image skips, batch 1 (shared by all prompts) or P
     image_size: tuple[int, ...]  # (D, H, W) the masks are decoded to
+    clicks: torch.Tensor | None = None  # (P, 2, D, H, W) click maps (models with a click branch), None: text only
 
 
 class TextDiffSeg(nn.Module):
@@ -73,26 +75,57 @@ class TextDiffSeg(nn.Module):
         self.latent_channels = latent_channels
         self.label_decoder = LabelDecoder(latent_channels, skip_channels, f)
         self.denoiser = ConditionalDenoiser(latent_channels, config.fused_channels, config.denoiser_channels)
+        if config.click_channels:  # absent otherwise: older checkpoints keep exactly their state-dict keys
+            self.click_encoder = ClickEncoder(config.click_channels, config.fused_channels, len(config.image_channels))
+            self.click_decoder = ClickDecoderBias(config.click_channels, self.label_decoder.level_widths)
 
-    def condition(self, image: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor) -> Condition:
+    @property
+    def takes_clicks(self) -> bool:
+        """Whether the model has a click branch (``config.click_channels > 0``)."""
+        return bool(self.config.click_channels)
+
+    def condition(
+        self,
+        image: torch.Tensor,
+        tokens: torch.Tensor,
+        token_mask: torch.Tensor,
+        clicks: torch.Tensor | None = None,
+    ) -> Condition:
         """Encode the image once and fuse every prompt into it.
 
         Args:
-            image: (1, 1, D, H, W) one window shared by all prompts, or (P, 1, D, H, W) one per prompt.
+            image: (1, C, D, H, W) one window shared by all prompts, or (P, C, D, H, W) one per prompt.
             tokens: (P, L, hidden) text-encoder token embeddings.
             token_mask: (P, L) True for real tokens.
+            clicks: (P, 2, D, H, W) positive/negative click maps (``textdiffseg.clicks.click_maps``), or ``None``
+                (text alone; an all-zero map is the same).
         """
         z_image, skips = self.image_encoder(image)
         fused = self.fusion(z_image, self.text_projection(tokens), token_mask)
-        return Condition(fused=fused, skips=skips, image_size=tuple(image.shape[2:]))
+        if clicks is not None:
+            if not self.takes_clicks:
+                raise ValueError("this model has no click branch (config.click_channels is 0)")
+            clicks = clicks.to(fused.dtype)
+            fused = fused + self.click_encoder(clicks)
+        return Condition(fused=fused, skips=skips, image_size=tuple(image.shape[2:]), clicks=clicks)
 
     def encode_label(self, mask: torch.Tensor) -> torch.Tensor:
         """Binary mask (B, 1, D, H, W) -> label latent z_l(0)."""
         return self.label_encoder(mask)
 
     def decode_label(self, latent: torch.Tensor, condition: Condition) -> torch.Tensor:
-        """Label latent -> mask logits at the image resolution."""
-        return self.label_decoder(latent, condition.skips, condition.image_size)
+        """Label latent -> mask logits at the image resolution (the condition's clicks, if any, added per level)."""
+        clicks = condition.clicks
+        if clicks is None:
+            return self.label_decoder(latent, condition.skips, condition.image_size)
+        if clicks.shape[0] != latent.shape[0]:  # an ensemble of samples per prompt
+            clicks = clicks.repeat_interleave(latent.shape[0] // clicks.shape[0], dim=0)
+        maps = clicks
+
+        def level_bias(level: int, size: tuple[int, ...]) -> torch.Tensor:
+            return self.click_decoder(maps, level, size)
+
+        return self.label_decoder(latent, condition.skips, condition.image_size, level_bias)
 
     def denoise(self, noisy_latent: torch.Tensor, timesteps: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
         """One denoiser evaluation (prediction type per ``config.prediction_type``)."""
@@ -107,6 +140,7 @@ class TextDiffSeg(nn.Module):
         noise: torch.Tensor,
         timesteps: torch.Tensor,
         scheduler: Scheduler,
+        clicks: torch.Tensor | None = None,
     ) -> TrainingOutputs:
         """One end-to-end training pass (what DDP wraps): encode, noise (eq. 3), denoise, decode.
 
@@ -117,8 +151,9 @@ class TextDiffSeg(nn.Module):
             noise: Gaussian noise shaped like the label latent.
             timesteps: (P,) diffusion steps.
             scheduler: MONAI scheduler that defines q(z_t | z_0).
+            clicks: (P, 2, D, H, W) click maps (models with a click branch), or ``None``.
         """
-        condition = self.condition(image, tokens, token_mask)
+        condition = self.condition(image, tokens, token_mask, clicks)
         z0 = self.encode_label(targets)
         noisy = scheduler.add_noise(z0, noise, timesteps)
         output = self.denoise(noisy, timesteps, condition.fused)
