@@ -88,6 +88,10 @@ class SegmentationService:
                 logger.info("serving checkpoint %s (%s parameters)", path, parameters)
             return self._model
 
+    def takes_clicks(self) -> bool:
+        """Whether the served checkpoint has a click branch (loads it if needed; ``CheckpointError`` when none)."""
+        return self.model()[0].takes_clicks
+
     def segment(
         self,
         image: MetaTensor,

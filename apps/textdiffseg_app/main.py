@@ -3,8 +3,9 @@
 Start it with ``python -m monailabel.main start_server --app apps/textdiffseg_app --studies DIR [--conf k v ...]``;
 the ``--conf`` knobs are documented in ``lib/configs/textdiffseg.py``.
 
-Tasks: infer ``textdiffseg`` (``lib/infers/text_prompt.py``), trainer ``textdiffseg`` (``lib/trainers/``),
-strategies ``random`` (guarded), ``first``, ``diffusion_uncertainty``, scoring ``dice`` and ``diffusion_uncertainty``.
+Tasks: infer ``textdiffseg`` (``lib/infers/text_prompt.py``; also listed as ``textdiffseg_clicks``,
+``lib/infers/point_prompt.py``), trainer ``textdiffseg`` (``lib/trainers/``), strategies ``random`` (guarded),
+``first``, ``diffusion_uncertainty``, scoring ``dice`` and ``diffusion_uncertainty``.
 
 MONAI Label drops every ``lib`` module and re-executes this file when it (re)loads the app, then removes the app
 folder from ``sys.path``: every ``lib`` module is therefore imported here, at import time (directly or through the
@@ -34,6 +35,7 @@ from lib.activelearning.random_guarded import GuardedRandom
 from lib.configs.textdiffseg import MODEL_NAME, build_service, parse_conf
 from lib.datastores.checked_local import CheckedLocalDatastore
 from lib.datastores.dicomweb import create_dicomweb_datastore
+from lib.infers.point_prompt import CLICK_MODEL_NAME, PointPromptInfer
 from lib.infers.text_prompt import TextPromptInfer
 from lib.infers.uncertainty_label import store_uncertainty_label
 from lib.scoring.diffusion_uncertainty import DiffusionUncertaintyScoring
@@ -106,8 +108,12 @@ class TextDiffSegApp(MONAILabelApp):
         return create_dicomweb_datastore(self.studies, names, self.settings.vocabulary)
 
     def init_infers(self) -> dict[str, InferTask]:
-        """One text-prompted segmentation model."""
-        return {MODEL_NAME: TextPromptInfer(self.settings, self.service)}
+        """One text-prompted segmentation model, also listed as a ``vista3d`` model for OHIF's Point Prompts tab
+        while the served checkpoint takes clicks (``lib.infers.point_prompt``)."""
+        return {
+            MODEL_NAME: TextPromptInfer(self.settings, self.service),
+            CLICK_MODEL_NAME: PointPromptInfer(self.settings, self.service),
+        }
 
     def init_trainers(self) -> dict[str, TrainTask]:
         """Fine-tuning on the submitted labels."""

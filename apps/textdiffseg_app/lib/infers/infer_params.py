@@ -5,6 +5,8 @@ Prompt rule: clients send the model's config defaults back, so ``text_prompt: ""
 the request is refused with HTTP 400 naming both options: running every vocabulary label (12 prompts, 12x the time)
 because the annotator forgot to type is not what anyone wants. Blank text (``"   "``, ``" ; "``, ``[]``) is a 400 too.
 The other values are read with ``textdiffseg.params.ParamReader``; their errors are ``PromptError`` (HTTP 400).
+Clicks (``points``/``point_labels``, ``foreground``/``background``) are read by ``click_params`` and apply to the
+first prompt.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lib.configs.textdiffseg import MAX_ENSEMBLE, MAX_SAMPLING_STEPS
+from lib.infers.click_params import parse_clicks
+from textdiffseg.clicks import Clicks
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.params import ParamReader
 from textdiffseg.prompts import PromptError, ResolvedPrompt, resolve_prompts
@@ -33,6 +37,13 @@ class InferParams:
     uncertainty: bool
     seed: int = 0
     postprocess: bool = True  # clean each mask by its anatomy (textdiffseg.postprocess)
+    clicks: Clicks | None = None  # clicks on the first prompt (voxel indices of the image)
+
+    def prompt_clicks(self) -> list[Clicks | None] | None:
+        """The clicks per prompt, as ``Segmenter.predict`` takes them (``None``: no clicks)."""
+        if self.clicks is None:
+            return None
+        return [self.clicks, *([None] * (len(self.prompts) - 1))]
 
 
 def parse_infer_params(
@@ -46,6 +57,7 @@ def parse_infer_params(
     if text_prompt is None and label_prompt in (None, []):
         raise PromptError(NO_PROMPT_MESSAGE)
     prompts = resolve_prompts(text_prompt, None if label_prompt in (None, []) else label_prompt, vocabulary)
+    clicks = parse_clicks(data)
     read = ParamReader(data, "infer request", PromptError)
     return InferParams(
         prompts=prompts,
@@ -54,4 +66,5 @@ def parse_infer_params(
         uncertainty=read.flag("uncertainty", False),
         seed=read.integer("seed", 0, 0, MAX_SEED),
         postprocess=read.flag("postprocess", True),
+        clicks=clicks,
     )
