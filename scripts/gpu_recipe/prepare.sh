@@ -17,7 +17,8 @@ rows = json.load(open(".devdata/realct/cases.json"))
 json.dump([r for r in rows if r["case_id"] == "ts_abdomen"], open(".devdata/realct/eval_abdomen.json", "w"), indent=1)
 PYEOF
 cp runs/gen/run/model.pt .devdata/init_gen.pt
-cp apps/textdiffseg_app/model/pretrained_textdiffseg.pt .devdata/init_demo.pt
+git show 5dc123c~1:apps/textdiffseg_app/model/pretrained_textdiffseg.pt > .devdata/init_demo.pt  # phantom-only demo
+cp apps/textdiffseg_app/model/pretrained_textdiffseg.pt .devdata/init_shipped.pt  # for run_clicks.sh
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux2014_x86_64 -d .whl monai==1.5.2 nibabel==5.4.2 pynrrd==1.1.3 pydicom==2.4.4
 du -sh .devdata .whl
