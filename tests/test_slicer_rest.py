@@ -135,3 +135,20 @@ def test_slicer_session_infer_then_submit_label(slicer: Slicer, tmp_path: Path) 
     assert trained.status_code == 200, f"{trained.text[:300]}\n{slicer.log.read_text()[-3000:]}"
     stats = trained.json()
     assert stats["cases"] == 1 and stats["structures"] == ["left kidney", "spleen"], json.dumps(stats)
+
+
+def test_slicer_clicks_on_a_text_only_checkpoint_are_a_400_that_says_so(slicer: Slicer) -> None:
+    """Slicer's control points (``foreground``/``background``) reach a checkpoint without a click branch: refused with a
+    message, never silently ignored (``tests/test_click_server.py`` runs the sequence with a click checkpoint)."""
+    client = slicer.client
+    session_id = client.create_session(str(slicer.volume))["session_id"]
+    params = params_from_config(client.info()["models"][MODEL]["config"], {"text_prompt": "spleen"})
+    params.update(foreground=[[10, 10, 10]], background=[])
+    response = requests.post(
+        f"{slicer.url}/infer/{MODEL}",
+        params={"image": VOLUME_NAME, "session_id": session_id},
+        files={"params": (None, json.dumps(params))},
+        timeout=600,
+    )
+    assert response.status_code == 400 and "does not take clicks" in response.json()["detail"], response.text[:300]
+    assert "textdiffseg_clicks" not in client.info()["models"]  # OHIF's Point Prompts tab does not list it
