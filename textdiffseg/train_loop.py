@@ -255,13 +255,12 @@ def run_training(
             break
         schedule.update(trainer.state.step, elapsed)
         terms = dist.average(trainer.step([next(patches) for _ in range(global_batch)]))
-        terms["lr"] = schedule.current
-        window.append(terms)
+        window.append(terms)  # loss terms only: the summary's "final" averages them
         progress.update(1)
         progress.set_postfix({k: f"{v:.3f}" for k, v in terms.items()})
         if dist.is_main:
             with history_path.open("a") as handle:
-                handle.write(json.dumps({"step": trainer.state.step, **terms}) + "\n")
+                handle.write(json.dumps({"step": trainer.state.step, **terms, "lr": schedule.current}) + "\n")
         if trainer.state.step % opts.save_every == 0:
             save("last.pt", with_optimizer=True)
         monitor.after_step(trainer.state.step, terms["loss"], schedule.current, time.perf_counter() - start, model)
