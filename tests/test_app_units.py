@@ -6,7 +6,6 @@ while this module runs and drops the ``lib`` modules afterwards, as MONAI Label 
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from types import SimpleNamespace
 import nibabel as nib
 import numpy as np
 import pytest
+from app_modules import app_modules
 from fastapi import HTTPException
 
 from textdiffseg.checkpoint import save_checkpoint
@@ -27,44 +27,24 @@ from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.prompts import PromptError
 from textdiffseg.uncertainty import image_uncertainty, prompt_uncertainty, voxel_uncertainty
 
-APP_DIR = Path(__file__).resolve().parents[1] / "apps" / "textdiffseg_app"
 VOCAB = PromptVocabulary.load()
 INDEX = VOCAB.index_map()
-
-
-def _drop_lib_modules() -> None:
-    for name in [m for m in sys.modules if m == "lib" or m.startswith("lib.")]:
-        del sys.modules[name]
 
 
 @pytest.fixture(scope="module")
 def app_lib() -> Iterator[SimpleNamespace]:
     """The app's ``lib`` modules under test."""
-    _drop_lib_modules()
-    sys.path.insert(0, str(APP_DIR))
-    try:
-        import lib.activelearning.diffusion_uncertainty as strategy
-        import lib.activelearning.random_guarded as random_guarded
-        import lib.configs.textdiffseg as config
-        import lib.infers.infer_params as infer_request
-        import lib.infers.text_prompt as text_prompt
-        import lib.trainers.cases as cases
-        import lib.trainers.textdiffseg as trainer
-        import lib.trainers.train_params as train_request
-
-        yield SimpleNamespace(
-            config=config,
-            infer_request=infer_request,
-            text_prompt=text_prompt,
-            train_request=train_request,
-            cases=cases,
-            trainer=trainer,
-            strategy=strategy,
-            random_guarded=random_guarded,
-        )
-    finally:
-        sys.path.remove(str(APP_DIR))
-        _drop_lib_modules()
+    with app_modules(
+        strategy="lib.activelearning.diffusion_uncertainty",
+        random_guarded="lib.activelearning.random_guarded",
+        config="lib.configs.textdiffseg",
+        infer_request="lib.infers.infer_params",
+        text_prompt="lib.infers.text_prompt",
+        cases="lib.trainers.cases",
+        trainer="lib.trainers.textdiffseg",
+        train_request="lib.trainers.train_params",
+    ) as modules:
+        yield modules
 
 
 # --- conf ------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,37 +17,25 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk  # noqa: N813 - the name SimpleITK documents
+from app_modules import app_modules
 
 from textdiffseg_server.errors import error_answer
 from textdiffseg_server.names import UnsafeNameError
 
-APP_DIR = Path(__file__).resolve().parents[1] / "apps" / "textdiffseg_app"
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
 SHAPE = (20, 20, 10)
 BAD_NAMES = ["../x", "../../escaped", "/etc/passwd", "a/b", "a\\b", "..", ".", ".hidden", "a\x00b", "", " x"]
 
 
-def _drop_lib_modules() -> None:
-    for name in [m for m in sys.modules if m == "lib" or m.startswith("lib.")]:
-        del sys.modules[name]
-
-
 @pytest.fixture(scope="module")
 def lib() -> Iterator[SimpleNamespace]:
     """The app's datastore modules under test."""
-    _drop_lib_modules()
-    sys.path.insert(0, str(APP_DIR))
-    try:
-        import lib.datastores.checked_local as checked_local
-        import lib.datastores.stored_files as stored_files
-        import lib.infers.uncertainty_label as uncertainty_label
-
-        yield SimpleNamespace(
-            checked_local=checked_local, stored_files=stored_files, uncertainty_label=uncertainty_label
-        )
-    finally:
-        sys.path.remove(str(APP_DIR))
-        _drop_lib_modules()
+    with app_modules(
+        checked_local="lib.datastores.checked_local",
+        stored_files="lib.datastores.stored_files",
+        uncertainty_label="lib.infers.uncertainty_label",
+    ) as modules:
+        yield modules
 
 
 def _nifti(path: Path, data: np.ndarray, affine: np.ndarray = AFFINE) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from app_modules import app_modules
 from fastapi import HTTPException
 
 from textdiffseg.checkpoint import save_checkpoint
@@ -20,33 +20,20 @@ from textdiffseg.config import tiny_config
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.networks.model import TextDiffSeg
 
-APP_DIR = Path(__file__).resolve().parents[1] / "apps" / "textdiffseg_app"
 VOCAB = PromptVocabulary.load()
 INDEX = VOCAB.index_map()
 
 
-def _drop_lib_modules() -> None:
-    for name in [m for m in sys.modules if m == "lib" or m.startswith("lib.")]:
-        del sys.modules[name]
-
-
 @pytest.fixture(scope="module")
 def app_lib() -> Iterator[SimpleNamespace]:
-    """The app's ``lib`` modules under test (on ``sys.path`` only while this module runs, as MONAI Label does)."""
-    _drop_lib_modules()
-    sys.path.insert(0, str(APP_DIR))
-    try:
-        import lib.configs.textdiffseg as config
-        import lib.infers.infer_params as infer_request
-        import lib.infers.point_prompt as point_prompt
-        import lib.infers.text_prompt as text_prompt
-
-        yield SimpleNamespace(
-            config=config, infer_request=infer_request, point_prompt=point_prompt, text_prompt=text_prompt
-        )
-    finally:
-        sys.path.remove(str(APP_DIR))
-        _drop_lib_modules()
+    """The app's ``lib`` modules under test."""
+    with app_modules(
+        config="lib.configs.textdiffseg",
+        infer_request="lib.infers.infer_params",
+        point_prompt="lib.infers.point_prompt",
+        text_prompt="lib.infers.text_prompt",
+    ) as modules:
+        yield modules
 
 
 def _parse(app_lib: SimpleNamespace, request: dict) -> object:

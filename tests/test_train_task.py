@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from types import SimpleNamespace
 import nibabel as nib
 import numpy as np
 import pytest
+from app_modules import app_modules
 from monailabel.datastore.local import LocalDatastore
 
 from textdiffseg.checkpoint import read_config, save_checkpoint
@@ -27,27 +27,15 @@ from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.prompt_match import record_trained_structures, trained_structures
 from textdiffseg.train_inputs import TrainingInputError
 
-APP_DIR = Path(__file__).resolve().parents[1] / "apps" / "textdiffseg_app"
-
-
-def _drop_lib_modules() -> None:
-    for name in [m for m in sys.modules if m == "lib" or m.startswith("lib.")]:
-        del sys.modules[name]
-
 
 @pytest.fixture(scope="module")
 def app_lib() -> Iterator[SimpleNamespace]:
-    """The app's config and trainer modules (the app folder on ``sys.path`` only meanwhile)."""
-    _drop_lib_modules()
-    sys.path.insert(0, str(APP_DIR))
-    try:
-        import lib.configs.textdiffseg as config
-        import lib.trainers.textdiffseg as trainer
-
-        yield SimpleNamespace(config=config, trainer=trainer)
-    finally:
-        sys.path.remove(str(APP_DIR))
-        _drop_lib_modules()
+    """The app's config and trainer modules."""
+    with app_modules(
+        config="lib.configs.textdiffseg",
+        trainer="lib.trainers.textdiffseg",
+    ) as modules:
+        yield modules
 
 
 @pytest.fixture(scope="module")
