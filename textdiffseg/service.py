@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from monai.data import MetaTensor
 
-from textdiffseg.checkpoint import CheckpointError, load_for_inference
+from textdiffseg.checkpoint import CheckpointError, load_for_inference, read_config
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.inference import DEFAULT_MAX_DENOISER_CALLS, DEFAULT_MAX_VOXELS, Prediction, PromptClicks, Segmenter
 from textdiffseg.networks.model import TextDiffSeg
@@ -59,6 +59,7 @@ class SegmentationService:
         self._loaded: tuple[Path, float] | None = None
         self._model: tuple[TextDiffSeg, TextEncoder] | None = None
         self._encoders: dict[str, TextEncoder] = {}
+        self._clicks_known: tuple[tuple[Path, float], bool] | None = None  # (path, mtime) -> has a click branch
 
     def _missing(self) -> CheckpointError:
         names = " or ".join(p.name for p in reversed(self.candidates))
@@ -89,8 +90,21 @@ class SegmentationService:
             return self._model
 
     def takes_clicks(self) -> bool:
-        """Whether the served checkpoint has a click branch (loads it if needed; ``CheckpointError`` when none)."""
-        return self.model()[0].takes_clicks
+        """Whether the served checkpoint has a click branch (``CheckpointError`` when there is none).
+
+        Read from the checkpoint's config, remembered per path and mtime, never through :meth:`model`: ``/info``
+        asks this, and must not wait for the model lock that a running inference holds.
+        """
+        path = self.checkpoint()
+        try:
+            key = (path, path.stat().st_mtime)
+        except FileNotFoundError as err:
+            raise self._missing() from err
+        known = self._clicks_known
+        if known is None or known[0] != key:
+            known = (key, read_config(path).click_channels > 0)
+            self._clicks_known = known
+        return known[1]
 
     def segment(
         self,
