@@ -18,6 +18,7 @@ from monai.transforms import EnsureChannelFirst, LoadImage  # noqa: E402
 
 from textdiffseg.checkpoint import load_for_inference  # noqa: E402
 from textdiffseg.inference import Segmenter  # noqa: E402
+from textdiffseg.model_scores import dice  # noqa: E402
 
 ORGANS = {"liver": [5], "spleen": [1], "left kidney": [3], "right kidney": [2]}  # TotalSegmentator ids
 
@@ -33,7 +34,7 @@ def main(ckpt: str, title: str, out: str, root: str = "datasets/realct") -> None
     for j, (name, values) in enumerate(ORGANS.items()):
         truth = np.isin(label, values)
         mask = pred.probability[j] > 0.5
-        dice = 2 * (truth & mask).sum() / max(1, truth.sum() + mask.sum())
+        score = dice(mask, truth)
         _, cy, cz = (int(v) for v in np.argwhere(truth).mean(0))
         for i, (cut, view) in enumerate([((slice(None), slice(None), cz), f"axial z={cz}"),
                                          ((slice(None), cy, slice(None)), f"coronal y={cy}")]):
@@ -42,7 +43,7 @@ def main(ckpt: str, title: str, out: str, root: str = "datasets/realct") -> None
             ax.contour(truth[cut].T.astype(float), levels=[0.5], colors="lime", linewidths=1)
             if mask[cut].any():
                 ax.contour(mask[cut].T.astype(float), levels=[0.5], colors="red", linewidths=1)
-            ax.set_title(f"{name} ({view}) Dice {dice:.2f}", fontsize=9)
+            ax.set_title(f"{name} ({view}) Dice {score:.2f}", fontsize=9)
             ax.axis("off")
     fig.suptitle(f"{title}: ts_abdomen, truth (TotalSegmentator output) green, prediction red")
     fig.tight_layout()

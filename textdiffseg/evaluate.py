@@ -83,6 +83,11 @@ def evaluate_cases(segmenter: Segmenter, cases: list[LabelledCase]) -> dict[str,
     return scores
 
 
+def score_cases(segmenter: Segmenter, cases: list[LabelledCase]) -> dict[str, dict]:
+    """:func:`evaluate_cases` summarised per prompt, sorted by prompt (what ``--json`` writes and tables show)."""
+    return {name: s.summary() for name, s in sorted(evaluate_cases(segmenter, cases).items())}
+
+
 def format_table(summary: dict[str, dict]) -> str:
     """Markdown table: one row per prompt, then the mean over prompts."""
 
@@ -115,7 +120,7 @@ def run_evaluation(
     model, encoder = load_for_inference(ckpt, text_encoder, device)  # refuses a mismatched encoder
     segmenter = Segmenter(model, encoder, steps=steps, ensemble=ensemble, device=device)
     cases = load_folder(data)[:limit] if limit else load_folder(data)
-    return {name: s.summary() for name, s in sorted(evaluate_cases(segmenter, cases).items())}
+    return score_cases(segmenter, cases)
 
 
 def main(argv: list[str] | None = None) -> int:

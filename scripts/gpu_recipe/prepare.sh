@@ -10,12 +10,8 @@ rm -rf .devdata/code && mkdir -p .devdata/code && git archive HEAD textdiffseg |
 PY=${PY:-.venv/bin/python}
 mkdir -p .devdata .whl
 $PY -m textdiffseg.text.precomputed --out .devdata/prompts.pt
-$PY scripts/gpu_recipe/resample_cases.py --data datasets/realct --out .devdata/realct --spacing 2.5 --drop aorta
-$PY - <<'PYEOF'
-import json
-rows = json.load(open(".devdata/realct/cases.json"))
-json.dump([r for r in rows if r["case_id"] == "ts_abdomen"], open(".devdata/realct/eval_abdomen.json", "w"), indent=1)
-PYEOF
+$PY scripts/gpu_recipe/resample_cases.py --data datasets/realct --out .devdata/realct --spacing 2.5 --drop aorta \
+  --alone ts_abdomen
 cp runs/gen/run/model.pt .devdata/init_gen.pt
 git show 5dc123c~1:apps/textdiffseg_app/model/pretrained_textdiffseg.pt > .devdata/init_demo.pt  # phantom-only demo
 cp apps/textdiffseg_app/model/pretrained_textdiffseg.pt .devdata/init_shipped.pt  # for run_clicks.sh

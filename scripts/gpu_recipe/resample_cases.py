@@ -3,7 +3,8 @@
 ``python scripts/gpu_recipe/resample_cases.py --data datasets/realct --out .devdata/realct --spacing 2.5``
 writes ``OUT/<case>_image.nii.gz`` (int16 HU), ``OUT/<case>_label.nii.gz`` (uint8) and ``OUT/cases.json``
 (``textdiffseg.data.folders.save_case_list``, paths relative to the repository root). ``--drop NAME`` also writes
-``OUT/cases_without_<name>.json``, the same cases with that structure never prompted (a model that has not seen it).
+``OUT/cases_without_<name>.json``, the same cases with that structure never prompted (a model that has not seen it);
+``--alone CASE`` writes ``OUT/eval_<case>.json``, that case alone (to score on it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main() -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--spacing", type=float, default=2.5)
     p.add_argument("--drop", action="append", default=[], help="also write a case list without this structure")
+    p.add_argument("--alone", action="append", default=[], help="also write a case list of this case only")
     a = p.parse_args()
     load = Compose(
         [
@@ -50,6 +52,11 @@ def main() -> None:
     for name in a.drop:
         kept = [replace(c, targets={k: v for k, v in c.targets.items() if k != name}) for c in cases]
         save_case_list(kept, a.out / f"cases_without_{name.replace(' ', '_')}.json")
+    for case_id in a.alone:
+        alone = [c for c in cases if c.case_id == case_id]
+        if not alone:
+            raise SystemExit(f"error: no case {case_id!r} in {a.data}")
+        save_case_list(alone, a.out / f"eval_{case_id}.json")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ $PH --out $G/eval_phantom_wide --n 4 --seed 300 --randomise wide &
 wait
 echo "phantoms ready at $SECONDS s"
 REAL=.devdata/realct
-EVAL="abdomen=$REAL/eval_abdomen.json,phantom=$G/eval_phantom,phantom_wide=$G/eval_phantom_wide"
+EVAL="abdomen=$REAL/eval_ts_abdomen.json,phantom=$G/eval_phantom,phantom_wide=$G/eval_phantom_wide"
 COMMON=(--windows multi --augment --preset small --lr-schedule cosine --global-batch 4 --workers 2 --device "$DEVICE"
         --steps 100000 --max-minutes "$MINUTES" --save-every 500 --seed 1 --no-progress)
 V1=(--data-weight 2 --data-weight 1 --data-weight 1.5 --foreground-fraction 0.33 --lr 1e-3)

@@ -16,7 +16,7 @@ import torch
 
 from textdiffseg.checkpoint import load_for_inference
 from textdiffseg.data.folders import load_case_list, load_folder
-from textdiffseg.evaluate import evaluate_cases, format_table
+from textdiffseg.evaluate import format_table, score_cases
 from textdiffseg.inference import Segmenter
 from textdiffseg.text.precomputed import PrecomputedTextEncoder
 from textdiffseg.train import parse_args
@@ -38,7 +38,7 @@ def main() -> None:
     for item in filter(None, eval_sources.split(",")):
         name, source = item.split("=", 1)
         cases = load_case_list(source) if source.endswith(".json") else load_folder(source)
-        scores = {k: s.summary() for k, s in sorted(evaluate_cases(segmenter, cases).items())}
+        scores = score_cases(segmenter, cases)
         (opts.out / f"eval_{name}.json").write_text(json.dumps(scores, indent=1))
         table_md = format_table(scores)
         (opts.out / f"eval_{name}.md").write_text(table_md + "\n")
