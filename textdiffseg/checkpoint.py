@@ -26,15 +26,24 @@ class CheckpointError(RuntimeError):
     """A checkpoint is unreadable, of another format, or was trained with another text encoder."""
 
 
-def save_checkpoint(path: str | Path, model: TextDiffSeg, extra: dict[str, Any] | None = None) -> Path:
-    """Save a model's config and weights (and ``extra`` training state: plain containers and tensors only)."""
-    payload: dict[str, Any] = {
-        "format": FORMAT,
-        "config": model.config.to_json(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
+def _weights(model: TextDiffSeg) -> dict[str, Any]:
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return {"config": model.config.to_json(), "state_dict": weights}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: TextDiffSeg,
+    extra: dict[str, Any] | None = None,
+    fine_stage: TextDiffSeg | None = None,
+) -> Path:
+    """Save a model's config and weights (and ``extra`` training state: plain containers and tensors only), with
+    its zoom-in ``fine_stage`` (``textdiffseg.fine_stage``) when it has one."""
+    payload: dict[str, Any] = {"format": FORMAT, **_weights(model)}
     if extra:
         payload["extra"] = extra
+    if fine_stage is not None:
+        payload["fine_stage"] = _weights(fine_stage)
     return torch_save_atomic(payload, path)
 
 
@@ -90,6 +99,14 @@ def load_checkpoint(path: str | Path, encoder: TextEncoder | None = None) -> tup
     if encoder is not None:
         check_text_encoder(config, encoder, source=f"checkpoint {Path(path).name}")
     return _model(config, payload), payload.get("extra", {})
+
+
+def load_fine_stage(path: str | Path, device: str | torch.device = "cpu") -> TextDiffSeg | None:
+    """The zoom-in fine stage a checkpoint holds, or ``None`` (whole-CT inference only)."""
+    stored = read_checkpoint(path).get("fine_stage")
+    if not isinstance(stored, dict):
+        return None
+    return _model(_config(stored, path), stored).to(device)
 
 
 def load_for_inference(

@@ -43,6 +43,9 @@ class ModelConfig:
         click_channels: 0 (the default, and every checkpoint written before this field) = no click branch; 2 = a
             small encoder turns per-prompt positive/negative click maps into features added to the fused features
             (``textdiffseg.networks.click_encoder``, ``textdiffseg.clicks``).
+        prior_channels: 0 (the default: a whole-CT model) or 1: the fine stage of zoom-in inference
+            (``textdiffseg.zoom_in``), which also takes the coarse pass's probability map of its prompt through a
+            branch like the click branch.
     """
 
     spacing: tuple[float, float, float] = (4.0, 4.0, 4.0)
@@ -67,6 +70,7 @@ class ModelConfig:
     text_hidden_size: int = 384
     text_fingerprint: str = ""
     click_channels: int = 0
+    prior_channels: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -118,6 +122,8 @@ class ModelConfig:
             raise ValueError(f"spacing must be positive, got {self.spacing}")
         if self.click_channels not in (0, 2):
             raise ValueError(f"click_channels must be 0 (no clicks) or 2 (+/-), not {self.click_channels}")
+        if self.prior_channels not in (0, 1):
+            raise ValueError(f"prior_channels must be 0 (whole CT) or 1 (fine stage), not {self.prior_channels}")
 
 
 PRESETS: dict[str, dict[str, object]] = {
@@ -135,11 +141,22 @@ PRESETS: dict[str, dict[str, object]] = {
     ),
     # The demo checkpoint: trains on phantoms in minutes on a 2-core CPU and stays far under 30 MB.
     "small": dict(
-        spacing=(5.0, 5.0, 5.0), roi_size=(64, 64, 48), image_channels=(16, 24), latent_channels=4,
-        fused_channels=24, text_dim=48, attention_heads=4, denoiser_channels=(24, 32), sampling_steps=5,
+        spacing=(5.0, 5.0, 5.0),
+        roi_size=(64, 64, 48),
+        image_channels=(16, 24),
+        latent_channels=4,
+        fused_channels=24,
+        text_dim=48,
+        attention_heads=4,
+        denoiser_channels=(24, 32),
+        sampling_steps=5,
     ),
     "default": {},
 }
+
+# The fine stage of zoom-in inference (``textdiffseg.zoom_in``): the ``small`` network at 1.5 mm in-plane and 2.5 mm
+# between slices over the region the coarse pass found (a 96 x 96 x 100 mm window), given the coarse probability.
+FINE_STAGE: dict[str, object] = dict(spacing=(1.5, 1.5, 2.5), roi_size=(64, 64, 40), prior_channels=1)
 
 # Input windows of the multi-window models (``--windows multi``): soft tissue first (the original window, so a
 # one-channel checkpoint can be widened without changing what it computes), then wide (air / lung / fat vs soft

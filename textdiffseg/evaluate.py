@@ -20,7 +20,7 @@ import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
 from monai.transforms import EnsureChannelFirst, LoadImage
 
-from textdiffseg.checkpoint import CheckpointError, load_for_inference
+from textdiffseg.checkpoint import CheckpointError, load_fine_stage, load_for_inference
 from textdiffseg.data.folders import DatasetFolderError, LabelledCase, load_folder
 from textdiffseg.inference import Segmenter
 from textdiffseg.text.encoder import TextEncoderError
@@ -115,10 +115,16 @@ def run_evaluation(
     ensemble: int = 1,
     limit: int | None = None,
     device: str = "cpu",
+    fine_pass: bool = True,
 ) -> dict[str, dict]:
-    """Load a checkpoint (and the text encoder it records) and evaluate it on a folder; returns the summary."""
+    """Load a checkpoint (and the text encoder it records) and evaluate it on a folder; returns the summary.
+
+    ``fine_pass``: zoom in with the checkpoint's fine stage, if it holds one (``textdiffseg.zoom_in``)."""
     model, encoder = load_for_inference(ckpt, text_encoder, device)  # refuses a mismatched encoder
-    segmenter = Segmenter(model, encoder, steps=steps, ensemble=ensemble, device=device)
+    fine_stage = load_fine_stage(ckpt, device)
+    segmenter = Segmenter(
+        model, encoder, steps=steps, ensemble=ensemble, device=device, fine_stage=fine_stage, fine_pass=fine_pass
+    )
     cases = load_folder(data)[:limit] if limit else load_folder(data)
     return score_cases(segmenter, cases)
 
@@ -134,10 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="evaluate only the first N cases")
     p.add_argument("--json", help="also write the summary to this file")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-fine-pass", action="store_true", help="coarse pass only, even if the checkpoint zooms in")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        summary = run_evaluation(a.data, a.ckpt, a.text_encoder, a.steps, a.ensemble, a.limit, a.device)
+        summary = run_evaluation(
+            a.data, a.ckpt, a.text_encoder, a.steps, a.ensemble, a.limit, a.device, fine_pass=not a.no_fine_pass
+        )
     except (DatasetFolderError, TextEncoderError, CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

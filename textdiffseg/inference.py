@@ -41,6 +41,7 @@ from textdiffseg.networks.model import Condition, TextDiffSeg
 from textdiffseg.postprocess import clean_probabilities
 from textdiffseg.prompt_match import UNKNOWN_BELOW, PromptMatch, PromptMatcher, trained_structures
 from textdiffseg.text.encoder import TextEncoder
+from textdiffseg.zoom_in import ZoomInput, ZoomPlan, refine_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -104,13 +105,16 @@ class Prediction:
     affine: np.ndarray  # 4x4, equal to the input's
     matches: list[PromptMatch] | None = None  # how each prompt was understood (Segmenter); None: not checked
     postprocessing: list[str] = field(default_factory=list)  # what the clean-up removed (textdiffseg.postprocess)
+    passes: list[list[str]] = field(default_factory=list)  # per prompt, the passes that made its mask
+    zoom_notes: list[str] = field(default_factory=list)  # why a prompt got no fine pass (textdiffseg.zoom_in)
 
 
 def prompt_slice(condition: Condition, start: int, stop: int) -> Condition:
     """The condition of prompts ``start:stop`` (image skips shared by all prompts stay as they are)."""
     skips = [s[start:stop] if s.shape[0] > 1 else s for s in condition.skips]
     clicks = None if condition.clicks is None else condition.clicks[start:stop]
-    return Condition(condition.fused[start:stop], skips, condition.image_size, clicks)
+    prior = None if condition.prior is None else condition.prior[start:stop]
+    return Condition(condition.fused[start:stop], skips, condition.image_size, clicks, prior)
 
 
 def check_image(image: MetaTensor, spacing: tuple[float, float, float], max_voxels: int) -> None:
@@ -178,9 +182,7 @@ class WholeVolumePipeline:
         """Whether :meth:`predict` takes clicks (default: no)."""
         return False
 
-    def check_request(
-        self, prompts: list[str], shape: tuple[int, ...], clicks: PromptClicks | None = None
-    ) -> None:
+    def check_request(self, prompts: list[str], shape: tuple[int, ...], clicks: PromptClicks | None = None) -> None:
         """Refuse a request before any model call (``shape``: the volume at the working spacing, ``clicks`` on that
         grid); default: accept."""
 
@@ -224,10 +226,10 @@ class WholeVolumePipeline:
         else:
             probability_maps, entropy_maps = self.segment_volume(volume, prompts, clicks=grid_clicks)  # type: ignore[call-arg]
         notes: list[str] = []
+        anatomy = self.anatomy_of(prompts)
+        if grid_clicks is not None:
+            anatomy = [None if c else a for a, c in zip(anatomy, grid_clicks)]
         if self.postprocess:
-            anatomy = self.anatomy_of(prompts)
-            if grid_clicks is not None:
-                anatomy = [None if c else a for a, c in zip(anatomy, grid_clicks)]
             with torch.inference_mode():  # the maps may be inference tensors, changed in place
                 notes = clean_probabilities(probability_maps, anatomy)
         # Back onto the input grid one map at a time, written in place: a 512x512x300 CT is 79 M voxels, so
@@ -238,9 +240,31 @@ class WholeVolumePipeline:
             to_input_grid(probability_maps[i][None], resampled.affine, original, out=probability[i : i + 1])
             if entropy_maps is not None:
                 to_input_grid(entropy_maps[i][None], resampled.affine, original, out=uncertainty[i : i + 1])
+        passes, zoom_notes = self.zoom_in(
+            ZoomInput(original, np.asarray(resampled.affine), self.spacing, volume, probability_maps, anatomy),
+            prompts,
+            probability,
+            uncertainty,
+        )
         label_map = label_map_from_probabilities(probability, values)
         affine = np.asarray(original.affine)
-        return Prediction(prompts, probability, uncertainty, label_map, affine, postprocessing=notes)
+        return Prediction(
+            prompts,
+            probability,
+            uncertainty,
+            label_map,
+            affine,
+            postprocessing=notes,
+            passes=passes,
+            zoom_notes=zoom_notes,
+        )
+
+    def zoom_in(
+        self, coarse: ZoomInput, prompts: list[str], probability: np.ndarray, uncertainty: np.ndarray
+    ) -> tuple[list[list[str]], list[str]]:
+        """Refine prompts' masks on the input grid in place (``probability``, ``uncertainty``: ``(P, *input)``);
+        returns each prompt's passes and a note per prompt that was not refined. Default: the coarse pass only."""
+        return [["coarse"] for _ in prompts], []
 
 
 class Segmenter(WholeVolumePipeline):
@@ -266,6 +290,9 @@ class Segmenter(WholeVolumePipeline):
         postprocess: see :class:`WholeVolumePipeline`.
         click_radius_mm: a prompt's clicks change its mask up to this distance from them (the last
             ``textdiffseg.clicks.CLICK_RAMP_MM`` blended); beyond it the text-only mask is kept.
+        fine_stage: the checkpoint's zoom-in fine stage (``checkpoint.load_fine_stage``), or ``None``.
+        fine_pass: run the fine stage (when there is one) on the prompts it was trained on
+            (:mod:`textdiffseg.zoom_in`); ``False``: the coarse pass only.
     """
 
     def __init__(
@@ -284,8 +311,15 @@ class Segmenter(WholeVolumePipeline):
         unknown_below: float | None = UNKNOWN_BELOW,
         postprocess: bool = True,
         click_radius_mm: float = CLICK_RADIUS_MM,
+        fine_stage: TextDiffSeg | None = None,
+        fine_pass: bool = True,
     ) -> None:
         super().__init__(model.config.spacing, model.config.input_windows, max_voxels, postprocess)
+        self.fine = (
+            Segmenter(fine_stage, text_encoder, steps, ensemble, overlap, device, seed, unknown_below=None)
+            if fine_stage is not None and fine_pass
+            else None
+        )
         self.click_radius_mm = click_radius_mm
         self.model = model.eval().to(device)
         self.text_encoder = text_encoder
@@ -346,22 +380,43 @@ class Segmenter(WholeVolumePipeline):
         """The part of the volume (model grid) the clicked pass of a prompt runs on."""
         return click_box(clicks, shape, self.config.spacing, self.config.roi_size, self.click_radius_mm)
 
-    def check_request(
-        self, prompts: list[str], shape: tuple[int, ...], clicks: PromptClicks | None = None
-    ) -> None:
+    def _click_windows(self, shape: tuple[int, ...], clicks: PromptClicks | None) -> int:
+        boxes = [self.click_box(c, shape) for c in clicks or () if c]
+        return sum(
+            sliding_window_count([b.stop - b.start for b in box], self.config.roi_size, self.overlap) for box in boxes
+        )
+
+    def denoiser_calls(self, prompts: int, shape: tuple[int, ...], clicks: PromptClicks | None = None) -> int:
+        """Denoiser calls of segmenting ``prompts`` prompts on a volume of ``shape`` (the model grid)."""
+        windows = sliding_window_count(shape, self.config.roi_size, self.overlap)
+        return (prompts * windows + self._click_windows(shape, clicks)) * self.ensemble * self.steps
+
+    def zoom_in(
+        self, coarse: ZoomInput, prompts: list[str], probability: np.ndarray, uncertainty: np.ndarray
+    ) -> tuple[list[list[str]], list[str]]:
+        """The fine pass of :mod:`textdiffseg.zoom_in` on the prompts the fine stage was trained on (none without a
+        fine stage, or with ``fine_pass=False``); it spends what the coarse pass left of the compute budget."""
+        if self.fine is None:
+            return super().zoom_in(coarse, prompts, probability, uncertainty)
+        shape = tuple(coarse.volume.shape[1:])
+        budget = None
+        if self.max_denoiser_calls is not None:
+            budget = self.max_denoiser_calls - self.denoiser_calls(len(prompts), shape)
+
+        def coarse_pass(organ: str) -> tuple[torch.Tensor, int]:
+            return self.predict_normalized(coarse.volume, [organ])[0, 0], self.denoiser_calls(1, shape)
+
+        plan = ZoomPlan(self.fine, frozenset(trained_structures(self.fine.config)), coarse_pass, budget)
+        return refine_prompts(plan, coarse, prompts, probability, uncertainty)
+
+    def check_request(self, prompts: list[str], shape: tuple[int, ...], clicks: PromptClicks | None = None) -> None:
         """Refuse requests over the compute budget, naming the cost, each factor, the limit and how to lower it.
 
         A clicked prompt costs the windows of its clicked pass (around its clicks) on top of its text-only pass."""
         if self.max_denoiser_calls is None:
             return
         windows = sliding_window_count(shape, self.config.roi_size, self.overlap)
-        click_windows = sum(
-            sliding_window_count(
-                [b.stop - b.start for b in self.click_box(c, shape)], self.config.roi_size, self.overlap
-            )
-            for c in clicks or ()
-            if c
-        )
+        click_windows = self._click_windows(shape, clicks)
         cost = (len(prompts) * windows + click_windows) * self.ensemble * self.steps
         if cost > self.max_denoiser_calls:
             clicked = f" + {click_windows} window(s) of clicked passes" if click_windows else ""
@@ -411,7 +466,11 @@ class Segmenter(WholeVolumePipeline):
                 region.mul_(1 - weight).add_(clicked * weight)
 
     def predict_normalized(
-        self, volume: torch.Tensor, prompts: list[str], clicks: PromptClicks | None = None
+        self,
+        volume: torch.Tensor,
+        prompts: list[str],
+        clicks: PromptClicks | None = None,
+        prior: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sliding-window sampling on a normalised volume at the model spacing.
 
@@ -420,6 +479,8 @@ class Segmenter(WholeVolumePipeline):
             prompts: P prompts; text is encoded once and image features once per window.
             clicks: per prompt, clicks on the volume's grid (models with a click branch); their maps travel with the
                 image through the sliding windows.
+            prior: (P, 1, D, H, W) each prompt's coarse probability on the volume's grid (zoom-in fine stages); it
+                travels with the image through the sliding windows as well.
 
         Returns:
             (3, P, D, H, W): mean probability, ensemble variance, entropy.
@@ -433,13 +494,17 @@ class Segmenter(WholeVolumePipeline):
         channels = volume.shape[0]
         if clicks is not None:
             volume = torch.cat([volume, click_maps(clicks, volume.shape[1:]).flatten(0, 1)])
+        if prior is not None:
+            volume = torch.cat([volume, prior.flatten(0, 1).to(volume.dtype)])
+        click_end = channels + (2 * p if clicks is not None else 0)
 
         def predictor(window: torch.Tensor) -> torch.Tensor:
             outs = []
             for one in window.split(1):  # image features once per window, shared by all prompts
-                maps = one[0, channels:].view(p, 2, *one.shape[2:]) if clicks is not None else None
+                maps = one[0, channels:click_end].view(p, 2, *one.shape[2:]) if clicks is not None else None
+                window_prior = one[0, click_end:].view(p, 1, *one.shape[2:]) if prior is not None else None
                 one = one[:, :channels]
-                condition = self.model.condition(one, tokens, mask, maps)
+                condition = self.model.condition(one, tokens, mask, maps, window_prior)
                 # prompts in groups of at most MAX_SAMPLES_PER_WINDOW samples: memory stays bounded however many
                 # prompts a request has (the noise is per prompt, so grouping changes no draw)
                 group = max(1, MAX_SAMPLES_PER_WINDOW // self.ensemble)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from monai.data import MetaTensor
 
-from textdiffseg.checkpoint import CheckpointError, load_for_inference, read_config
+from textdiffseg.checkpoint import CheckpointError, load_fine_stage, load_for_inference, read_config
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.inference import DEFAULT_MAX_DENOISER_CALLS, DEFAULT_MAX_VOXELS, Prediction, PromptClicks, Segmenter
 from textdiffseg.networks.model import TextDiffSeg
@@ -45,6 +45,7 @@ class ServiceOptions:
     overlap: float = 0.25
     how_to_train: str = "train one"  # the first remedy the "no checkpoint" error names
     vocabulary: PromptVocabulary | None = None  # the served vocabulary (prompt matching); None: the built-in one
+    fine_pass: bool = True  # run the checkpoint's zoom-in fine stage, if it has one (textdiffseg.zoom_in)
 
 
 class SegmentationService:
@@ -58,6 +59,7 @@ class SegmentationService:
         self._lock = threading.RLock()
         self._loaded: tuple[Path, float] | None = None
         self._model: tuple[TextDiffSeg, TextEncoder] | None = None
+        self._fine_stage: TextDiffSeg | None = None
         self._encoders: dict[str, TextEncoder] = {}
         self._clicks_known: tuple[tuple[Path, float], bool] | None = None  # (path, mtime) -> has a click branch
 
@@ -84,6 +86,7 @@ class SegmentationService:
                 raise self._missing() from err
             if self._model is None or self._loaded != (path, mtime):
                 self._model = load_for_inference(path, self.options.text_encoder, self.options.device, self._encoders)
+                self._fine_stage = load_fine_stage(path, self.options.device)
                 self._loaded = (path, mtime)
                 parameters = sum(p.numel() for p in self._model[0].parameters())
                 logger.info("serving checkpoint %s (%s parameters)", path, parameters)
@@ -117,6 +120,7 @@ class SegmentationService:
         budgeted: bool = True,
         postprocess: bool = True,
         clicks: PromptClicks | None = None,
+        fine_pass: bool = True,
     ) -> Prediction:
         """Segment ``prompts`` on ``image`` (channel-first HU ``MetaTensor``) on the image's own grid.
 
@@ -125,7 +129,8 @@ class SegmentationService:
         ``budgeted`` is false (work whose size the server's own settings fix, such as uncertainty scoring).
         ``postprocess`` cleans each mask by its anatomy (``textdiffseg.postprocess``). ``clicks``: per prompt, voxel
         indices of ``image`` (see :meth:`textdiffseg.inference.Segmenter.predict`; a model without a click branch
-        refuses them with ``ClickError``).
+        refuses them with ``ClickError``). ``fine_pass``: run the checkpoint's zoom-in fine stage (if it has one and
+        ``options.fine_pass``).
         """
         with self._lock:
             model, encoder = self.model()
@@ -141,6 +146,8 @@ class SegmentationService:
                 max_denoiser_calls=self.options.max_denoiser_calls if budgeted else None,
                 vocabulary=self.options.vocabulary,
                 postprocess=postprocess,
+                fine_stage=self._fine_stage,
+                fine_pass=fine_pass and self.options.fine_pass,
             )
             with torch.inference_mode():
                 return segmenter.predict(image, prompts, values, clicks)

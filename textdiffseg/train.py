@@ -65,6 +65,13 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         help="share of prompts trained with 1-5 clicks simulated from the model's own errors (adds a click branch "
         "to a model without one, e.g. with --init-from; default 0)",
     )
+    p.add_argument(
+        "--stage",
+        choices=("whole", "fine"),
+        default="whole",
+        help="whole: a whole-CT model; fine: the zoom-in fine stage (1.5 mm in-plane, given the coarse result; "
+        "start it from a whole-CT model with --init-from, join the two with python -m textdiffseg.fine_stage)",
+    )
     p.add_argument("--workers", type=int, default=0, help="background processes drawing patches (GPU runs; default 0)")
     p.add_argument("--out", required=True, type=Path, help="run folder (created): model.pt, last.pt, history.jsonl")
     p.add_argument("--steps", type=int, default=2000, help="optimisation steps in total (default 2000)")
@@ -148,6 +155,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         lr_schedule=a.lr_schedule,
         workers=a.workers,
         click_fraction=a.click_fraction,
+        stage=a.stage,
     )
 
 

@@ -20,11 +20,12 @@ import torch
 
 from textdiffseg.atomic_files import copy_atomic
 from textdiffseg.augment import PatchAugmenter
-from textdiffseg.checkpoint import load_checkpoint, save_checkpoint
+from textdiffseg.checkpoint import load_checkpoint, load_fine_stage, read_config, save_checkpoint
 from textdiffseg.click_branch import CLICK_CHANNELS, add_click_branch
-from textdiffseg.config import MULTI_WINDOWS, ModelConfig, preset_config
+from textdiffseg.config import FINE_STAGE, MULTI_WINDOWS, ModelConfig, preset_config
 from textdiffseg.data.folders import LabelledCase, load_case_list, load_folder
 from textdiffseg.data.vocabulary import PromptVocabulary
+from textdiffseg.fine_stage import as_fine_stage
 from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.prompt_match import record_trained_structures, trained_structures
 from textdiffseg.text.encoder import TextEncoder
@@ -74,6 +75,7 @@ class TrainOptions:
     workers: int = 0  # processes drawing patches in the background (0: drawn in the training process)
     steps_per_epoch: int = 100  # steps between progress reports (log line, hooks, validation when due)
     click_fraction: float = 0.0  # share of prompts trained with simulated clicks (adds the click branch if missing)
+    stage: str = "whole"  # "whole" (a whole-CT model) or "fine" (the zoom-in fine stage, textdiffseg.fine_stage)
 
 
 def _extra_windows(windows: str | None, default: tuple) -> tuple:
@@ -110,6 +112,8 @@ def build_config(opts: TrainOptions, encoder: TextEncoder) -> ModelConfig:
     """The model config for a fresh run: preset, ablation switches and the text encoder's identity."""
     config = preset_config(opts.preset)
     config = replace(config, extra_windows=_extra_windows(opts.windows, config.extra_windows))
+    if opts.stage == "fine":
+        config = replace(config, **FINE_STAGE)  # type: ignore[arg-type]
     switches = {ABLATIONS[a]: False for a in opts.ablations}
     return replace(
         config,
@@ -132,6 +136,7 @@ def _initial_model(opts: TrainOptions, encoder: TextEncoder) -> tuple[TextDiffSe
         model, _ = load_checkpoint(opts.init_from, encoder)
         logger.info("fine-tuning from %s", opts.init_from)
         model = widen_input(model, _extra_windows(opts.windows, model.config.extra_windows))
+        model = as_fine_stage(model) if opts.stage == "fine" else model
         return (add_click_branch(model) if opts.click_fraction else model), {}
     torch.manual_seed(opts.seed)
     return TextDiffSeg(build_config(opts, encoder)), {}
@@ -217,7 +222,10 @@ def run_training(
     )
     # The checkpoint records what it learned (textdiffseg.prompt_match): a fresh model the sampled structures, a
     # resumed or fine-tuned one those it knew before as well.
-    fresh = not (opts.resume and (opts.out / "last.pt").is_file()) and opts.init_from is None
+    # A fine stage made from a whole-CT model has learned only what it is trained on here.
+    resumed = opts.resume and (opts.out / "last.pt").is_file()
+    made_fine = opts.init_from is not None and opts.stage == "fine" and not read_config(opts.init_from).prior_channels
+    fresh = not resumed and (opts.init_from is None or made_fine)
     record_trained_structures(
         model.config, [*(() if fresh else trained_structures(model.config)), *sampler.prompted_structures]
     )
@@ -231,12 +239,16 @@ def run_training(
     progress = _progress(opts, trainer.state.step, dist.is_main)
     hooks = hooks or TrainHooks()
 
+    # Retraining a whole-CT model keeps the zoom-in fine stage its checkpoint holds (it is not trained here).
+    started_from = opts.out / "last.pt" if resumed else opts.init_from
+    kept_fine_stage = load_fine_stage(started_from) if started_from and not model.takes_prior else None
+
     def save(name: str, with_optimizer: bool) -> None:
         state = {"step": trainer.state.step}
         if with_optimizer:
             state["optimizer"] = trainer.optimizer.state_dict()
         if dist.is_main:
-            save_checkpoint(opts.out / name, model, state)
+            save_checkpoint(opts.out / name, model, state, fine_stage=kept_fine_stage)
 
     monitor = EpochMonitor(
         opts.steps,

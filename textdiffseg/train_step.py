@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from textdiffseg.click_training import ClickPlan, ClickPlanner, simulated_click_maps
+from textdiffseg.coarse_prior import simulate_coarse_prior
 from textdiffseg.diffusion.schedule import make_scheduler, training_target
 from textdiffseg.losses import JointLoss
 from textdiffseg.networks.model import TextDiffSeg
@@ -43,6 +44,9 @@ class Trainer:
         click_fraction: share of prompts trained with 1-5 clicks simulated from the model's own errors
             (:mod:`textdiffseg.click_training`; the model needs a click branch). A model with a click branch always
             gets click maps (empty for the other prompts), so that every rank uses all its parameters.
+
+    A zoom-in fine stage (``model.takes_prior``) is given each prompt's coarse prior, simulated from its target
+    (:func:`textdiffseg.coarse_prior.simulate_coarse_prior`) with a seed every rank draws alike.
     """
 
     def __init__(
@@ -78,8 +82,17 @@ class Trainer:
         t = torch.randint(0, self.scheduler.num_train_timesteps, (shape[0],), generator=self.generator)
         return noise.to(self.device), t.to(self.device)
 
+    def _prior_seed(self) -> int | None:
+        """The seed of a patch's simulated coarse prior (fine stages only: other models draw nothing more)."""
+        return int(torch.randint(0, 2**31, (1,), generator=self.generator)) if self.model.takes_prior else None
+
     def _terms(
-        self, sample: Sample, noise: torch.Tensor, t: torch.Tensor, plan: ClickPlan | None = None
+        self,
+        sample: Sample,
+        noise: torch.Tensor,
+        t: torch.Tensor,
+        plan: ClickPlan | None = None,
+        prior_seed: int | None = None,
     ) -> dict[str, torch.Tensor]:
         image, prompts, targets = sample
         image, targets = image.to(self.device), targets.to(self.device)
@@ -89,7 +102,11 @@ class Trainer:
         if self.model.takes_clicks:
             plan = plan or ClickPlan((0,) * len(prompts), 0)
             clicks, _ = simulated_click_maps(self.model, image, tokens, mask, targets, plan)
-        out = self.network(image, tokens, mask, targets, noise, t, self.scheduler, clicks)
+        prior = None
+        if self.model.takes_prior:
+            prior_generator = torch.Generator().manual_seed(prior_seed or 0)
+            prior = simulate_coarse_prior(targets.cpu(), prior_generator).to(self.device)
+        out = self.network(image, tokens, mask, targets, noise, t, self.scheduler, clicks, prior)
         # The denoising target is detached: the label encoder is shaped by the segmentation terms, not pulled
         # towards latents that are merely easy to denoise (a constant latent would be).
         target = training_target(self.scheduler, out.latent.detach(), noise, t)
@@ -101,7 +118,9 @@ class Trainer:
             raise ValueError(f"a global batch of {len(batch)} patches cannot be split over {self.world_size} ranks")
         self.model.train()
         # every rank draws all, to stay in step
-        draws = [(*self._noise(targets), self.clicks.draw(len(prompts))) for _, prompts, targets in batch]
+        draws = [
+            (*self._noise(targets), self.clicks.draw(len(prompts)), self._prior_seed()) for _, prompts, targets in batch
+        ]
         mine = list(range(self.rank, len(batch), self.world_size))
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}

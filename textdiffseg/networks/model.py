@@ -35,6 +35,7 @@ class Condition:
     skips: list[torch.Tensor]  # image skips, batch 1 (shared by all prompts) or P
     image_size: tuple[int, ...]  # (D, H, W) the masks are decoded to
     clicks: torch.Tensor | None = None  # (P, 2, D, H, W) click maps (models with a click branch), None: text only
+    prior: torch.Tensor | None = None  # (P, 1, D, H, W) coarse probability (fine stages), None: whole-CT model
 
 
 class TextDiffSeg(nn.Module):
@@ -78,11 +79,19 @@ class TextDiffSeg(nn.Module):
         if config.click_channels:  # absent otherwise: older checkpoints keep exactly their state-dict keys
             self.click_encoder = ClickEncoder(config.click_channels, config.fused_channels, len(config.image_channels))
             self.click_decoder = ClickDecoderBias(config.click_channels, self.label_decoder.level_widths)
+        if config.prior_channels:  # the fine stage: the coarse result enters the way clicks do
+            self.prior_encoder = ClickEncoder(config.prior_channels, config.fused_channels, len(config.image_channels))
+            self.prior_decoder = ClickDecoderBias(config.prior_channels, self.label_decoder.level_widths)
 
     @property
     def takes_clicks(self) -> bool:
         """Whether the model has a click branch (``config.click_channels > 0``)."""
         return bool(self.config.click_channels)
+
+    @property
+    def takes_prior(self) -> bool:
+        """Whether the model is a zoom-in fine stage (``config.prior_channels > 0``)."""
+        return bool(self.config.prior_channels)
 
     def condition(
         self,
@@ -90,6 +99,7 @@ class TextDiffSeg(nn.Module):
         tokens: torch.Tensor,
         token_mask: torch.Tensor,
         clicks: torch.Tensor | None = None,
+        prior: torch.Tensor | None = None,
     ) -> Condition:
         """Encode the image once and fuse every prompt into it.
 
@@ -99,6 +109,7 @@ class TextDiffSeg(nn.Module):
             token_mask: (P, L) True for real tokens.
             clicks: (P, 2, D, H, W) positive/negative click maps (``textdiffseg.clicks.click_maps``), or ``None``
                 (text alone; an all-zero map is the same).
+            prior: (P, 1, D, H, W) the coarse pass's probability of each prompt (fine stages only; required there).
         """
         z_image, skips = self.image_encoder(image)
         fused = self.fusion(z_image, self.text_projection(tokens), token_mask)
@@ -107,23 +118,35 @@ class TextDiffSeg(nn.Module):
                 raise ValueError("this model has no click branch (config.click_channels is 0)")
             clicks = clicks.to(fused.dtype)
             fused = fused + self.click_encoder(clicks)
-        return Condition(fused=fused, skips=skips, image_size=tuple(image.shape[2:]), clicks=clicks)
+        if self.takes_prior != (prior is not None):
+            raise ValueError("a fine stage needs the coarse prior, and only a fine stage takes one")
+        if prior is not None:
+            prior = prior.to(fused.dtype)
+            fused = fused + self.prior_encoder(prior)
+        return Condition(fused=fused, skips=skips, image_size=tuple(image.shape[2:]), clicks=clicks, prior=prior)
 
     def encode_label(self, mask: torch.Tensor) -> torch.Tensor:
         """Binary mask (B, 1, D, H, W) -> label latent z_l(0)."""
         return self.label_encoder(mask)
 
     def decode_label(self, latent: torch.Tensor, condition: Condition) -> torch.Tensor:
-        """Label latent -> mask logits at the image resolution (the condition's clicks, if any, added per level)."""
-        clicks = condition.clicks
-        if clicks is None:
+        """Label latent -> mask logits at the image resolution (the condition's clicks and prior, if any, added per
+        level)."""
+        branches = [
+            (
+                maps
+                if maps.shape[0] == latent.shape[0]
+                else maps.repeat_interleave(latent.shape[0] // maps.shape[0], 0),
+                decoder,
+            )  # an ensemble of samples per prompt repeats its maps
+            for maps, decoder in ((condition.clicks, "click_decoder"), (condition.prior, "prior_decoder"))
+            if maps is not None
+        ]
+        if not branches:
             return self.label_decoder(latent, condition.skips, condition.image_size)
-        if clicks.shape[0] != latent.shape[0]:  # an ensemble of samples per prompt
-            clicks = clicks.repeat_interleave(latent.shape[0] // clicks.shape[0], dim=0)
-        maps = clicks
 
         def level_bias(level: int, size: tuple[int, ...]) -> torch.Tensor:
-            return self.click_decoder(maps, level, size)
+            return sum(getattr(self, decoder)(maps, level, size) for maps, decoder in branches)  # type: ignore[return-value]
 
         return self.label_decoder(latent, condition.skips, condition.image_size, level_bias)
 
@@ -141,6 +164,7 @@ class TextDiffSeg(nn.Module):
         timesteps: torch.Tensor,
         scheduler: Scheduler,
         clicks: torch.Tensor | None = None,
+        prior: torch.Tensor | None = None,
     ) -> TrainingOutputs:
         """One end-to-end training pass (what DDP wraps): encode, noise (eq. 3), denoise, decode.
 
@@ -152,8 +176,9 @@ class TextDiffSeg(nn.Module):
             timesteps: (P,) diffusion steps.
             scheduler: MONAI scheduler that defines q(z_t | z_0).
             clicks: (P, 2, D, H, W) click maps (models with a click branch), or ``None``.
+            prior: (P, 1, D, H, W) simulated coarse probabilities (fine stages), or ``None``.
         """
-        condition = self.condition(image, tokens, token_mask, clicks)
+        condition = self.condition(image, tokens, token_mask, clicks, prior)
         z0 = self.encode_label(targets)
         noisy = scheduler.add_noise(z0, noise, timesteps)
         output = self.denoise(noisy, timesteps, condition.fused)

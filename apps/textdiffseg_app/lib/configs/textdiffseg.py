@@ -45,6 +45,11 @@ key                      default                      meaning
                                                       model knew drops by more than this Dice on the validation share
                                                       or the phantom regression set (``textdiffseg.publish_gate``);
                                                       else the served model is kept and ``train_stats`` says why.
+``fine_pass``            ``true``                     zoom in: when the checkpoint holds a fine stage, each prompt it
+                                                      was trained on is segmented again at 1.5 mm in-plane over the
+                                                      region the 5 mm coarse pass found (``textdiffseg.zoom_in``);
+                                                      ``false``: the coarse pass only. A request's ``fine_pass``
+                                                      can turn it off for that request.
 ``anonymous_admin``      ``false``                    allow admin operations (training, scoring, model upload and
                                                       delete, ``/reload``, ``/logs``) without auth: a trusted
                                                       single-user machine only (read by ``textdiffseg_server.policy``;
@@ -113,6 +118,7 @@ class AppSettings:
     auto_update_scoring: bool = False
     anonymous_admin: bool = False
     publish_tolerance: float = DEFAULT_TOLERANCE
+    fine_pass: bool = True  # zoom-in fine pass when the checkpoint has a fine stage
 
     @property
     def max_file_voxels(self) -> int:
@@ -198,6 +204,7 @@ def parse_conf(conf: Mapping[str, object] | None, app_dir: str | Path) -> AppSet
         auto_update_scoring=c.flag("auto_update_scoring", False),
         anonymous_admin=c.flag("anonymous_admin", False),
         publish_tolerance=c.number("publish_tolerance", DEFAULT_TOLERANCE, -1e-9, 1.0 + 1e-9),
+        fine_pass=c.flag("fine_pass", True),
     )
     if settings.roi_size is not None:
         logger.warning("conf 'roi_size' is ignored: the sliding-window patch size is fixed by the checkpoint")
@@ -217,5 +224,6 @@ def build_service(settings: AppSettings) -> SegmentationService:
             max_denoiser_calls=settings.max_denoiser_calls,
             how_to_train=f"train one (POST /train/{MODEL_NAME})",
             vocabulary=settings.vocabulary,
+            fine_pass=settings.fine_pass,
         ),
     )

@@ -38,6 +38,7 @@ class InferParams:
     seed: int = 0
     postprocess: bool = True  # clean each mask by its anatomy (textdiffseg.postprocess)
     clicks: Clicks | None = None  # clicks on the first prompt (voxel indices of the image)
+    fine_pass: bool = True  # zoom in when the checkpoint has a fine stage (textdiffseg.zoom_in)
 
     def prompt_clicks(self) -> list[Clicks | None] | None:
         """The clicks per prompt, as ``Segmenter.predict`` takes them (``None``: no clicks)."""
@@ -67,4 +68,5 @@ def parse_infer_params(
         seed=read.integer("seed", 0, 0, MAX_SEED),
         postprocess=read.flag("postprocess", True),
         clicks=clicks,
+        fine_pass=read.flag("fine_pass", True),
     )

@@ -11,6 +11,11 @@ Request parameters (multipart ``params`` JSON; the clients show the ``config`` b
 * ``postprocess`` (true): each mask is cleaned by its anatomy before it is returned (``textdiffseg.postprocess``:
   organs keep their main pieces and what touches them, lesions the pieces inside their organ when it is segmented in
   the same request); ``postprocessing`` in the answer lists what was removed. ``false``: the raw thresholded mask.
+* ``fine_pass`` (true): when the checkpoint holds a zoom-in fine stage, each prompt it was trained on is segmented
+  again at 1.5 mm in-plane over the region the coarse pass found (lesions: their organ's region;
+  ``textdiffseg.zoom_in``). Each prompt of the answer lists its ``passes`` (``["coarse"]`` or
+  ``["coarse", "fine"]``); ``zoom_in`` says why a prompt got no fine pass. ``--conf fine_pass false`` turns it off
+  for the server.
 * ``seed`` (0 by default): the same request (image, prompts, settings, seed) always gives the same bytes; each
   prompt's noise is seeded from the seed and the prompt's text, so it does not depend on the other prompts. Another
   seed gives another sample (``ensemble`` > 1 still gives the spread of several).
@@ -97,6 +102,7 @@ class TextPromptInfer(BasicInferTask):
                 "uncertainty": False,
                 "seed": 0,
                 "postprocess": True,
+                "fine_pass": True,
             },
         )
         self.settings = settings
@@ -141,15 +147,18 @@ class TextPromptInfer(BasicInferTask):
                 seed=params.seed,
                 postprocess=params.postprocess,
                 clicks=params.prompt_clicks(),
+                fine_pass=params.fine_pass,
             )
         data[self.output_label_key] = MetaTensor(torch.from_numpy(prediction.label_map), affine=prediction.affine)
         matches = prediction.matches or [None] * len(params.prompts)
         result: dict[str, Any] = {
             "prompts": [
-                {"name": p.name, "value": p.value, "text": p.text, **(m.as_json() if m else {})}
-                for p, m in zip(params.prompts, matches)
+                {"name": p.name, "value": p.value, "text": p.text, **(m.as_json() if m else {}), "passes": passes}
+                for p, m, passes in zip(params.prompts, matches, prediction.passes)
             ]
         }
+        if prediction.zoom_notes:
+            result["zoom_in"] = prediction.zoom_notes
         if params.clicks is not None:
             positive = sum(params.clicks.labels)
             result["clicks"] = {
