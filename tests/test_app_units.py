@@ -59,6 +59,7 @@ def test_conf_defaults(app_lib: SimpleNamespace, tmp_path: Path) -> None:
     assert settings.vocabulary.index_map() == INDEX
     assert settings.published_model == tmp_path.resolve() / "model" / "textdiffseg.pt"
     assert settings.device in ("cpu", "cuda")
+    assert settings.fine_pass  # zoom in whenever the checkpoint holds a fine stage
 
 
 def test_conf_values_are_parsed_from_strings(app_lib: SimpleNamespace, tmp_path: Path) -> None:
@@ -79,6 +80,7 @@ def test_conf_values_are_parsed_from_strings(app_lib: SimpleNamespace, tmp_path:
         "max_train_steps": "90",
         "train_preset": "tiny",
         "auto_update_scoring": "true",
+        "fine_pass": "false",
         "server_mode": "true",  # MONAI Label's own key: ignored
     }
     s = app_lib.config.parse_conf(conf, tmp_path)
@@ -87,6 +89,7 @@ def test_conf_values_are_parsed_from_strings(app_lib: SimpleNamespace, tmp_path:
     assert s.vocabulary.index_map() == {"liver": 1, "spleen": 2} and s.labels == vocab.resolve()
     assert (s.max_voxels, s.train_steps_per_epoch, s.train_preset, s.auto_update_scoring) == (1000, 9, "tiny", True)
     assert (s.max_denoiser_calls, s.max_train_steps) == (500, 90)
+    assert not s.fine_pass
 
 
 @pytest.mark.parametrize(
@@ -110,6 +113,7 @@ def test_conf_values_are_parsed_from_strings(app_lib: SimpleNamespace, tmp_path:
         ("train_preset", "huge"),
         ("auto_update_scoring", "2"),
         ("anonymous_admin", "maybe"),
+        ("fine_pass", "sometimes"),
     ],
 )
 def test_bad_conf_values_raise_a_one_line_error_naming_the_key(
@@ -162,6 +166,7 @@ def test_no_prompt_at_all_is_refused_with_both_options_named(app_lib: SimpleName
         {"text_prompt": "liver", "ensemble": True},
         {"text_prompt": "liver", "sampling_steps": -2},
         {"text_prompt": "liver", "uncertainty": "sometimes"},
+        {"text_prompt": "liver", "fine_pass": "partly"},
         {"label_prompt": [99]},
     ],
 )
@@ -177,6 +182,7 @@ def test_infer_request_values_and_defaults(app_lib: SimpleNamespace) -> None:
     assert (params.ensemble, params.steps, params.uncertainty) == (3, None, True)
     defaults = parse({"text_prompt": "liver"}, VOCAB, 2, 7)
     assert (defaults.ensemble, defaults.steps, defaults.uncertainty) == (2, 7, False)
+    assert defaults.fine_pass and not parse({"text_prompt": "liver", "fine_pass": "false"}, VOCAB, 2, 7).fine_pass
     assert parse({"text_prompt": "liver", "sampling_steps": 0}, VOCAB, 2, 7).steps is None  # the service's default
 
 

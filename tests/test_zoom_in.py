@@ -18,6 +18,7 @@ from textdiffseg.fine_stage import main as join_stages
 from textdiffseg.inference import Segmenter
 from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.prompt_match import record_trained_structures
+from textdiffseg.service import SegmentationService, ServiceOptions
 from textdiffseg.text.encoder import TextEncoder
 from textdiffseg.train_step import Trainer
 from textdiffseg.zoom_in import coarse_box, input_box
@@ -107,16 +108,38 @@ def test_both_stages_travel_in_one_checkpoint(tiny_encoder: TextEncoder, tmp_pat
     save_checkpoint(tmp_path / "whole.pt", whole)
     save_checkpoint(tmp_path / "fine.pt", fine)
     assert load_fine_stage(tmp_path / "whole.pt") is None
-    assert join_stages(["--coarse", str(tmp_path / "whole.pt"), "--fine", str(tmp_path / "fine.pt"),
-                        "--out", str(tmp_path / "both.pt")]) == 0
+    assert (
+        join_stages(
+            [
+                "--coarse",
+                str(tmp_path / "whole.pt"),
+                "--fine",
+                str(tmp_path / "fine.pt"),
+                "--out",
+                str(tmp_path / "both.pt"),
+            ]
+        )
+        == 0
+    )
     loaded = load_fine_stage(tmp_path / "both.pt")
     assert loaded is not None and loaded.takes_prior
     for key, value in fine.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
     assert "fine_stage" in read_checkpoint(tmp_path / "both.pt")
     # the two stages swapped is refused with one line, nothing written
-    assert join_stages(["--coarse", str(tmp_path / "fine.pt"), "--fine", str(tmp_path / "whole.pt"),
-                        "--out", str(tmp_path / "bad.pt")]) == 2
+    assert (
+        join_stages(
+            [
+                "--coarse",
+                str(tmp_path / "fine.pt"),
+                "--fine",
+                str(tmp_path / "whole.pt"),
+                "--out",
+                str(tmp_path / "bad.pt"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "bad.pt").exists()
 
 
@@ -192,3 +215,20 @@ def test_nothing_found_means_no_fine_pass(tiny_encoder: TextEncoder) -> None:
     prediction = segmenter.predict(_ct(), ["spleen"])
     assert prediction.passes == [["coarse"]]
     assert "found nothing" in prediction.zoom_notes[0]
+
+
+def test_the_service_serves_both_stages_and_honours_fine_pass(tiny_encoder: TextEncoder, tmp_path: Path) -> None:
+    whole = _whole(tiny_encoder)
+    with torch.no_grad():
+        whole.label_decoder.head.bias.fill_(10.0)  # the coarse pass finds "liver" everywhere
+    record_trained_structures(whole.config, ["liver"])
+    fine = as_fine_stage(_whole(tiny_encoder, seed=5))
+    record_trained_structures(fine.config, ["liver"])
+    save_checkpoint(tmp_path / "both.pt", whole, fine_stage=fine)
+    options = ServiceOptions(text_encoder=str(tiny_encoder.name), max_denoiser_calls=None)
+    service = SegmentationService([tmp_path / "both.pt"], options)
+    image = _ct()
+    assert service.segment(image, ["liver"]).passes == [["coarse", "fine"]]
+    assert service.segment(image, ["liver"], fine_pass=False).passes == [["coarse"]]
+    off = SegmentationService([tmp_path / "both.pt"], replace(options, fine_pass=False))
+    assert off.segment(image, ["liver"]).passes == [["coarse"]]
