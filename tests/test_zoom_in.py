@@ -17,7 +17,7 @@ from textdiffseg.fine_stage import as_fine_stage
 from textdiffseg.fine_stage import main as join_stages
 from textdiffseg.inference import Segmenter
 from textdiffseg.networks.model import TextDiffSeg
-from textdiffseg.prompt_match import record_trained_structures
+from textdiffseg.prompt_match import record_trained_structures, trained_structures
 from textdiffseg.service import SegmentationService, ServiceOptions
 from textdiffseg.text.encoder import TextEncoder
 from textdiffseg.train_step import Trainer
@@ -126,6 +126,14 @@ def test_both_stages_travel_in_one_checkpoint(tiny_encoder: TextEncoder, tmp_pat
     for key, value in fine.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
     assert "fine_stage" in read_checkpoint(tmp_path / "both.pt")
+    # the fine pass can be limited to some of the structures the fine stage learned, never to others
+    record_trained_structures(fine.config, ["liver", "pancreas"])
+    save_checkpoint(tmp_path / "fine.pt", fine)
+    only = ["--coarse", str(tmp_path / "whole.pt"), "--fine", str(tmp_path / "fine.pt"), "--out"]
+    assert join_stages([*only, str(tmp_path / "some.pt"), "--structure", "pancreas"]) == 0
+    assert trained_structures(load_fine_stage(tmp_path / "some.pt").config) == ("pancreas",)
+    assert join_stages([*only, str(tmp_path / "other.pt"), "--structure", "spleen"]) == 2
+    assert not (tmp_path / "other.pt").exists()
     # the two stages swapped is refused with one line, nothing written
     assert (
         join_stages(

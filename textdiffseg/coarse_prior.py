@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 COARSE_FACTOR = (3, 3, 2)  # fine voxels per coarse voxel: 5 mm coarse over 1.5 x 1.5 x 2.5 mm fine
-MISS_RATE = 0.2  # share of present structures whose prior is empty
+MISS_RATE = 0.2  # default share of present structures whose prior is empty
 SPURIOUS_RATE = 0.2  # share of absent structures given a false blob
 MAX_SHIFT = 3  # fine voxels
 
@@ -38,15 +38,20 @@ def _blob(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     return (distance <= radius**2).float()
 
 
-def simulate_coarse_prior(targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A coarse pass's probability of each prompt, ``(P, 1, D, H, W)``, drawn from the targets of the same shape."""
+def simulate_coarse_prior(
+    targets: torch.Tensor, generator: torch.Generator, miss_rate: float = MISS_RATE
+) -> torch.Tensor:
+    """A coarse pass's probability of each prompt, ``(P, 1, D, H, W)``, drawn from the targets of the same shape.
+
+    ``miss_rate``: the share of present structures given no prior (a fine stage for what the coarse pass rarely
+    finds, such as lesions, is trained with a high one)."""
     priors = torch.zeros_like(targets, dtype=torch.float32)
     shape = tuple(targets.shape[2:])
     for p in range(targets.shape[0]):
         target = targets[p : p + 1].float()
         draw = float(torch.rand(1, generator=generator))
         if target.sum() > 0:
-            if draw < MISS_RATE:
+            if draw < miss_rate:
                 continue
             coarse = F.avg_pool3d(target, COARSE_FACTOR, stride=COARSE_FACTOR, ceil_mode=True)
             prior = F.interpolate(coarse, size=shape, mode="trilinear", align_corners=False)

@@ -6,7 +6,8 @@ weight is kept (convolutions do not depend on the voxel size) and the prior bran
 training it computes what the whole-CT network computes on the finer grid.
 
 Both stages live in one file (``checkpoint.save_checkpoint(..., fine_stage=)``):
-``python -m textdiffseg.fine_stage --coarse MODEL.pt --fine RUN/model.pt --out BOTH.pt`` joins them.
+``python -m textdiffseg.fine_stage --coarse MODEL.pt --fine RUN/model.pt --out BOTH.pt [--structure NAME ...]``
+joins them; the fine pass refines the structures the fine stage records as trained (``--structure``: only those).
 """
 
 from __future__ import annotations
@@ -34,11 +35,18 @@ def as_fine_stage(model: TextDiffSeg) -> TextDiffSeg:
 def main(argv: list[str] | None = None) -> int:
     """``--coarse`` + ``--fine`` -> ``--out``: one checkpoint holding both stages (written atomically)."""
     from textdiffseg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from textdiffseg.prompt_match import record_trained_structures, trained_structures
 
     p = argparse.ArgumentParser(prog="python -m textdiffseg.fine_stage", description=main.__doc__)
     p.add_argument("--coarse", type=Path, required=True, help="the whole-CT checkpoint")
     p.add_argument("--fine", type=Path, required=True, help="a fine stage (python -m textdiffseg.train --stage fine)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--structure",
+        action="append",
+        default=[],
+        help="refine only this structure (repeatable; default: every structure the fine stage was trained on)",
+    )
     args = p.parse_args(argv)
     try:
         coarse, _ = load_checkpoint(args.coarse)
@@ -47,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
             raise CheckpointError(f"{args.fine} must be a fine stage and {args.coarse} a whole-CT model")
         if coarse.config.text_fingerprint != fine.config.text_fingerprint:
             raise CheckpointError("the two stages were trained with different text encoders")
+        if args.structure:
+            unknown = sorted(set(args.structure) - set(trained_structures(fine.config)))
+            if unknown:
+                raise CheckpointError(f"the fine stage was not trained on {unknown}")
+            record_trained_structures(fine.config, args.structure)
         save_checkpoint(args.out, coarse, fine_stage=fine)
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)

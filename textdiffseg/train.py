@@ -72,6 +72,13 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         help="whole: a whole-CT model; fine: the zoom-in fine stage (1.5 mm in-plane, given the coarse result; "
         "start it from a whole-CT model with --init-from, join the two with python -m textdiffseg.fine_stage)",
     )
+    p.add_argument(
+        "--prior-miss-rate",
+        type=float,
+        default=0.2,
+        help="fine stage: share of present structures trained without a coarse prior (high for what the coarse pass "
+        "rarely finds, such as lesions; default 0.2)",
+    )
     p.add_argument("--workers", type=int, default=0, help="background processes drawing patches (GPU runs; default 0)")
     p.add_argument("--out", required=True, type=Path, help="run folder (created): model.pt, last.pt, history.jsonl")
     p.add_argument("--steps", type=int, default=2000, help="optimisation steps in total (default 2000)")
@@ -125,6 +132,8 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         p.error("--foreground-fraction must be between 0 and 1")
     if not 0.0 <= a.click_fraction <= 1.0:
         p.error("--click-fraction must be between 0 and 1")
+    if not 0.0 <= a.prior_miss_rate <= 1.0:
+        p.error("--prior-miss-rate must be between 0 and 1")
     if a.data_weight and (len(a.data_weight) != len(a.data) or min(a.data_weight) < 0 or sum(a.data_weight) <= 0):
         p.error("give one non-negative --data-weight per --data (with a positive sum)")
     return TrainOptions(
@@ -156,6 +165,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         workers=a.workers,
         click_fraction=a.click_fraction,
         stage=a.stage,
+        prior_miss_rate=a.prior_miss_rate,
     )
 
 

@@ -22,6 +22,7 @@ from textdiffseg.atomic_files import copy_atomic
 from textdiffseg.augment import PatchAugmenter
 from textdiffseg.checkpoint import load_checkpoint, load_fine_stage, read_config, save_checkpoint
 from textdiffseg.click_branch import CLICK_CHANNELS, add_click_branch
+from textdiffseg.coarse_prior import MISS_RATE
 from textdiffseg.config import FINE_STAGE, MULTI_WINDOWS, ModelConfig, preset_config
 from textdiffseg.data.folders import LabelledCase, load_case_list, load_folder
 from textdiffseg.data.vocabulary import PromptVocabulary
@@ -76,6 +77,7 @@ class TrainOptions:
     steps_per_epoch: int = 100  # steps between progress reports (log line, hooks, validation when due)
     click_fraction: float = 0.0  # share of prompts trained with simulated clicks (adds the click branch if missing)
     stage: str = "whole"  # "whole" (a whole-CT model) or "fine" (the zoom-in fine stage, textdiffseg.fine_stage)
+    prior_miss_rate: float = MISS_RATE  # fine stage: share of present structures trained without a coarse prior
 
 
 def _extra_windows(windows: str | None, default: tuple) -> tuple:
@@ -199,6 +201,7 @@ def run_training(
         rank=dist.rank,
         world_size=dist.world_size,
         click_fraction=opts.click_fraction,
+        prior_miss_rate=opts.prior_miss_rate,
     )
     trainer.network = dist.wrap(model)
     if extra.get("optimizer"):

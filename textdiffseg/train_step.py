@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from textdiffseg.click_training import ClickPlan, ClickPlanner, simulated_click_maps
-from textdiffseg.coarse_prior import simulate_coarse_prior
+from textdiffseg.coarse_prior import MISS_RATE, simulate_coarse_prior
 from textdiffseg.diffusion.schedule import make_scheduler, training_target
 from textdiffseg.losses import JointLoss
 from textdiffseg.networks.model import TextDiffSeg
@@ -46,7 +46,8 @@ class Trainer:
             gets click maps (empty for the other prompts), so that every rank uses all its parameters.
 
     A zoom-in fine stage (``model.takes_prior``) is given each prompt's coarse prior, simulated from its target
-    (:func:`textdiffseg.coarse_prior.simulate_coarse_prior`) with a seed every rank draws alike.
+    (:func:`textdiffseg.coarse_prior.simulate_coarse_prior`, none for ``prior_miss_rate`` of the present structures)
+    with a seed every rank draws alike.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class Trainer:
         rank: int = 0,
         world_size: int = 1,
         click_fraction: float = 0.0,
+        prior_miss_rate: float = MISS_RATE,
     ) -> None:
         if click_fraction and not model.takes_clicks:
             raise ValueError("training with clicks needs a model with a click branch (textdiffseg.click_branch)")
@@ -75,6 +77,7 @@ class Trainer:
         self.rank, self.world_size = rank, world_size
         self.state = TrainState()
         self.clicks = ClickPlanner(click_fraction, seed=seed + 1)
+        self.prior_miss_rate = prior_miss_rate
 
     def _noise(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (targets.shape[0], self.latent_channels, *(s // self.downsample for s in targets.shape[2:]))
@@ -105,7 +108,7 @@ class Trainer:
         prior = None
         if self.model.takes_prior:
             prior_generator = torch.Generator().manual_seed(prior_seed or 0)
-            prior = simulate_coarse_prior(targets.cpu(), prior_generator).to(self.device)
+            prior = simulate_coarse_prior(targets.cpu(), prior_generator, self.prior_miss_rate).to(self.device)
         out = self.network(image, tokens, mask, targets, noise, t, self.scheduler, clicks, prior)
         # The denoising target is detached: the label encoder is shaped by the segmentation terms, not pulled
         # towards latents that are merely easy to denoise (a constant latent would be).

@@ -1,11 +1,12 @@
 """Zoom-out-zoom-in: a fine pass at 1.5 mm in-plane over the region the coarse pass found (SegVol's idea, here with
 a latent-diffusion fine stage that also sees the coarse result).
 
-The coarse model segments the whole CT at its spacing (5 mm). For each prompt, the region its coarse mask covers
-(for a lesion: its organ's region, ``textdiffseg.postprocess.LESION_ORGAN``) plus :data:`MARGIN_MM` is cut from the
-*input* CT, resampled to the fine stage's spacing and segmented again by the fine stage, which gets the same text
-and the coarse probability of the prompt (``textdiffseg.fine_stage``); the fine mask replaces the coarse one inside
-that box. Large regions are tiled by the fine stage's sliding window.
+The coarse model segments the whole CT at its spacing (5 mm). For each prompt the fine stage was trained on, the
+region its coarse mask covers plus :data:`MARGIN_MM` (for lesions and the pancreas also their
+:data:`SEARCH_REGION`, with coarse passes of the organs the request does not name, plus :data:`SEARCH_MARGIN_MM`)
+is cut from the *input* CT, resampled to the fine stage's spacing and segmented again by the fine stage, which gets
+the same text and the coarse probability of the prompt (``textdiffseg.fine_stage``); the fine mask replaces the
+coarse one inside that box. Large regions are tiled by the fine stage's sliding window.
 """
 
 from __future__ import annotations
@@ -22,9 +23,21 @@ from monai.transforms import Orientation, Spacing, SpatialCrop
 
 from textdiffseg.input_grid import to_input_grid
 from textdiffseg.intensity import HUWindows
-from textdiffseg.postprocess import FOREGROUND, LESION_ORGAN, clean_probabilities
+from textdiffseg.postprocess import FOREGROUND, clean_probabilities
 
 MARGIN_MM = 15.0  # around the coarse region: a coarse voxel of error and the organ's edge
+SEARCH_MARGIN_MM = 25.0  # around a search region (its organ, or the neighbours of an organ the coarse pass misses)
+# Where a structure is looked for besides its own coarse mask: lesions in their organ; the pancreas (which a 5 mm
+# coarse pass hardly sees) between the kidneys and the splenic hilum, as do its tumours.
+SEARCH_REGION: dict[str, tuple[str, ...]] = {
+    "liver tumor": ("liver",),
+    "kidney tumor": ("kidney",),
+    "kidney cyst": ("kidney",),
+    "colon tumor": ("colon",),
+    "lung tumor": ("lungs",),
+    "pancreas": ("spleen", "left kidney", "right kidney"),
+    "pancreas tumor": ("spleen", "left kidney", "right kidney"),
+}
 
 Box = tuple[slice, slice, slice]
 
@@ -114,12 +127,12 @@ def run_fine_pass(
     )
 
 
-def lesion_region(own: np.ndarray, organs: Sequence[np.ndarray]) -> np.ndarray:
-    """Where a lesion prompt is refined: its own coarse mask and its organ's (a lesion the coarse pass missed is
-    searched for inside the organ)."""
+def search_region(own: np.ndarray, neighbours: Sequence[np.ndarray]) -> np.ndarray:
+    """Where a prompt with a :data:`SEARCH_REGION` is refined: its own coarse mask and its neighbours' (a lesion the
+    coarse pass missed is searched for inside its organ)."""
     region = own.copy()
-    for organ in organs:
-        region |= organ
+    for mask in neighbours:
+        region |= mask
     return region
 
 
@@ -160,16 +173,16 @@ def refine_prompts(
     for i, (prompt, name) in enumerate(zip(prompts, coarse.anatomy)):
         if name is None or name not in plan.refinable:
             continue
-        region = masks[name]
-        if name in LESION_ORGAN:
-            organ = next((o for o in LESION_ORGAN[name] if o in masks), None)
-            if organ is None:
-                organ = LESION_ORGAN[name][0]
-                organ_probability, calls = plan.coarse_pass(organ)
-                budget = None if budget is None else budget - calls
-                masks[organ] = foreground(organ_probability)
-            region = lesion_region(region, [masks[organ]])
-        box = coarse_box(region, coarse.spacing)
+        region, margin = masks[name], MARGIN_MM
+        if name in SEARCH_REGION:
+            for neighbour in SEARCH_REGION[name]:
+                if neighbour not in masks:  # not in the request: a coarse pass of its own
+                    neighbour_probability, calls = plan.coarse_pass(neighbour)
+                    budget = None if budget is None else budget - calls
+                    masks[neighbour] = foreground(neighbour_probability)
+            region = search_region(region, [masks[n] for n in SEARCH_REGION[name]])
+            margin = SEARCH_MARGIN_MM
+        box = coarse_box(region, coarse.spacing, margin)
         if box is None:
             notes.append(f"{prompt}: no fine pass, the coarse pass found nothing to zoom in on")
             continue
