@@ -403,8 +403,8 @@ class Segmenter(WholeVolumePipeline):
         if self.max_denoiser_calls is not None:
             budget = self.max_denoiser_calls - self.denoiser_calls(len(prompts), shape)
 
-        def coarse_pass(organ: str) -> tuple[torch.Tensor, int]:
-            return self.predict_normalized(coarse.volume, [organ])[0, 0], self.denoiser_calls(1, shape)
+        def coarse_pass(organs: list[str]) -> tuple[torch.Tensor, int]:
+            return self.predict_normalized(coarse.volume, organs)[0], self.denoiser_calls(len(organs), shape)
 
         plan = ZoomPlan(self.fine, frozenset(trained_structures(self.fine.config)), coarse_pass, budget)
         return refine_prompts(plan, coarse, prompts, probability, uncertainty)

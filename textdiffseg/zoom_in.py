@@ -35,8 +35,8 @@ SEARCH_REGION: dict[str, tuple[str, ...]] = {
     "kidney cyst": ("kidney",),
     "colon tumor": ("colon",),
     "lung tumor": ("lungs",),
-    "pancreas": ("spleen", "left kidney", "right kidney"),
-    "pancreas tumor": ("spleen", "left kidney", "right kidney"),
+    "pancreas": ("spleen", "kidney"),
+    "pancreas tumor": ("spleen", "kidney"),
 }
 
 Box = tuple[slice, slice, slice]
@@ -149,7 +149,7 @@ class ZoomPlan:
 
     fine: object  # a textdiffseg.inference.Segmenter around the fine stage
     refinable: frozenset[str]
-    coarse_pass: Callable[[str], tuple[torch.Tensor, int]]  # organ -> (coarse probability, its denoiser calls)
+    coarse_pass: Callable[[list[str]], tuple[torch.Tensor, int]]  # organs -> (their coarse probabilities, calls)
     budget: int | None
 
 
@@ -170,16 +170,20 @@ def refine_prompts(
             masks.setdefault(name, foreground(coarse.probability[i]))
     budget = plan.budget
     fine = plan.fine
+    refined = [name in plan.refinable for name in coarse.anatomy]
+    # neighbours the request does not name: one coarse pass for all of them (image features shared)
+    missing = sorted(
+        {n for name, r in zip(coarse.anatomy, refined) if r for n in SEARCH_REGION.get(name, ())} - set(masks)
+    )
+    if missing:
+        neighbour_probability, calls = plan.coarse_pass(missing)
+        budget = None if budget is None else budget - calls
+        masks.update({n: foreground(neighbour_probability[k]) for k, n in enumerate(missing)})
     for i, (prompt, name) in enumerate(zip(prompts, coarse.anatomy)):
-        if name is None or name not in plan.refinable:
+        if name is None or not refined[i]:
             continue
         region, margin = masks[name], MARGIN_MM
         if name in SEARCH_REGION:
-            for neighbour in SEARCH_REGION[name]:
-                if neighbour not in masks:  # not in the request: a coarse pass of its own
-                    neighbour_probability, calls = plan.coarse_pass(neighbour)
-                    budget = None if budget is None else budget - calls
-                    masks[neighbour] = foreground(neighbour_probability)
             region = search_region(region, [masks[n] for n in SEARCH_REGION[name]])
             margin = SEARCH_MARGIN_MM
         box = coarse_box(region, coarse.spacing, margin)
