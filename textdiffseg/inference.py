@@ -41,7 +41,7 @@ from textdiffseg.networks.model import Condition, TextDiffSeg
 from textdiffseg.postprocess import clean_probabilities
 from textdiffseg.prompt_match import UNKNOWN_BELOW, PromptMatch, PromptMatcher, trained_structures
 from textdiffseg.text.encoder import TextEncoder
-from textdiffseg.zoom_in import ZoomInput, ZoomPlan, refine_prompts
+from textdiffseg.zoom_in import FINE_OVERLAP, ZoomInput, ZoomPlan, refine_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ class Segmenter(WholeVolumePipeline):
     ) -> None:
         super().__init__(model.config.spacing, model.config.input_windows, max_voxels, postprocess)
         self.fine = (
-            Segmenter(fine_stage, text_encoder, steps, ensemble, overlap, device, seed, unknown_below=None)
+            Segmenter(fine_stage, text_encoder, steps, ensemble, FINE_OVERLAP, device, seed, unknown_below=None)
             if fine_stage is not None and fine_pass
             else None
         )

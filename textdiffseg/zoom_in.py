@@ -26,6 +26,7 @@ from textdiffseg.intensity import HUWindows
 from textdiffseg.postprocess import FOREGROUND, clean_probabilities
 
 MARGIN_MM = 15.0  # around the coarse region: a coarse voxel of error and the organ's edge
+FINE_OVERLAP = 0.1  # sliding-window overlap of the fine pass (its regions are large at 1.5 mm; 0.25 costs 1.5x)
 SEARCH_MARGIN_MM = 25.0  # around a search region (its organ, or the neighbours of an organ the coarse pass misses)
 # Where a structure is looked for besides its own coarse mask: lesions in their organ; the pancreas (which a 5 mm
 # coarse pass hardly sees) between the kidneys and the splenic hilum, as do its tumours.
