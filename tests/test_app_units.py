@@ -363,6 +363,7 @@ def test_infer_answer_says_how_each_prompt_was_understood(app_lib: SimpleNamespa
     kidney, banana = answer["prompts"]
     assert kidney["name"] == "kidney left" and kidney["understood_as"] == "left kidney" and kidney["known"]
     assert kidney["similarity"] > 0.9
+    assert kidney["passes"] == ["coarse"] and "zoom_in" not in answer  # a checkpoint without a fine stage
     assert banana["known"] is False and banana["understood_as"] is None and banana["nearest_trained"]
     assert "'banana' is not a structure the served model was trained on" in answer["warning"]
     assert answer["label_names"] == {"kidney left": len(INDEX) + 1, "banana": len(INDEX) + 2}
