@@ -216,6 +216,14 @@ def test_a_fine_pass_over_the_budget_is_skipped_with_a_note(tiny_encoder: TextEn
     assert "over what the budget leaves" in prediction.zoom_notes[0]
 
 
+def test_a_search_region_over_the_budget_is_skipped_with_a_note(tiny_encoder: TextEncoder) -> None:
+    coarse_calls = _segmenter(tiny_encoder).denoiser_calls(1, (20, 20, 14))
+    # the lesion's own coarse pass fits; the coarse pass of its organ ("liver", not asked for) does not
+    prediction = _segmenter(tiny_encoder, budget=coarse_calls).predict(_ct(), ["liver tumor"])
+    assert prediction.passes == [["coarse"]]
+    assert "search region is over what the budget leaves" in prediction.zoom_notes[0]
+
+
 def test_nothing_found_means_no_fine_pass(tiny_encoder: TextEncoder) -> None:
     segmenter = _segmenter(tiny_encoder)
     segmenter.fine.config = replace(segmenter.fine.config)  # the fine stage knows spleen too

@@ -403,10 +403,11 @@ class Segmenter(WholeVolumePipeline):
         if self.max_denoiser_calls is not None:
             budget = self.max_denoiser_calls - self.denoiser_calls(len(prompts), shape)
 
-        def coarse_pass(organs: list[str]) -> tuple[torch.Tensor, int]:
-            return self.predict_normalized(coarse.volume, organs)[0], self.denoiser_calls(len(organs), shape)
+        def coarse_pass(organs: list[str]) -> torch.Tensor:
+            return self.predict_normalized(coarse.volume, organs)[0]
 
-        plan = ZoomPlan(self.fine, frozenset(trained_structures(self.fine.config)), coarse_pass, budget)
+        refinable = frozenset(trained_structures(self.fine.config))
+        plan = ZoomPlan(self.fine, refinable, coarse_pass, self.denoiser_calls(1, shape), budget)
         return refine_prompts(plan, coarse, prompts, probability, uncertainty)
 
     def check_request(self, prompts: list[str], shape: tuple[int, ...], clicks: PromptClicks | None = None) -> None:

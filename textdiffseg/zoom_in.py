@@ -150,7 +150,8 @@ class ZoomPlan:
 
     fine: object  # a textdiffseg.inference.Segmenter around the fine stage
     refinable: frozenset[str]
-    coarse_pass: Callable[[list[str]], tuple[torch.Tensor, int]]  # organs -> (their coarse probabilities, calls)
+    coarse_pass: Callable[[list[str]], torch.Tensor]  # organs -> their coarse probabilities (N, D, H, W)
+    coarse_calls: int  # denoiser calls of one prompt's coarse pass
     budget: int | None
 
 
@@ -176,12 +177,16 @@ def refine_prompts(
     missing = sorted(
         {n for name, r in zip(coarse.anatomy, refined) if r for n in SEARCH_REGION.get(name, ())} - set(masks)
     )
-    if missing:
-        neighbour_probability, calls = plan.coarse_pass(missing)
+    calls = len(missing) * plan.coarse_calls
+    if missing and (budget is None or calls <= budget):
         budget = None if budget is None else budget - calls
+        neighbour_probability = plan.coarse_pass(missing)
         masks.update({n: foreground(neighbour_probability[k]) for k, n in enumerate(missing)})
     for i, (prompt, name) in enumerate(zip(prompts, coarse.anatomy)):
         if name is None or not refined[i]:
+            continue
+        if any(n not in masks for n in SEARCH_REGION.get(name, ())):
+            notes.append(f"{prompt}: no fine pass, the coarse pass of its search region is over what the budget leaves")
             continue
         region, margin = masks[name], MARGIN_MM
         if name in SEARCH_REGION:
