@@ -10,7 +10,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from textdiffseg.checkpoint import load_fine_stage, read_checkpoint, save_checkpoint
+from textdiffseg.checkpoint import load_checkpoint, load_fine_stage, read_checkpoint, save_checkpoint
 from textdiffseg.coarse_prior import MAX_SHIFT, simulate_coarse_prior
 from textdiffseg.config import FINE_STAGE, tiny_config
 from textdiffseg.fine_stage import as_fine_stage
@@ -20,6 +20,7 @@ from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.prompt_match import record_trained_structures, trained_structures
 from textdiffseg.service import SegmentationService, ServiceOptions
 from textdiffseg.text.encoder import TextEncoder
+from textdiffseg.train_loop import TrainOptions, run_training
 from textdiffseg.train_step import Trainer
 from textdiffseg.zoom_in import coarse_box, input_box
 
@@ -248,3 +249,27 @@ def test_the_service_serves_both_stages_and_honours_fine_pass(tiny_encoder: Text
     assert service.segment(image, ["liver"], fine_pass=False).passes == [["coarse"]]
     off = SegmentationService([tmp_path / "both.pt"], replace(options, fine_pass=False))
     assert off.segment(image, ["liver"]).passes == [["coarse"]]
+
+
+def test_retraining_keeps_the_fine_stage_and_a_fine_run_makes_one(
+    train_phantom_dir: Path, tiny_encoder: TextEncoder, tmp_path: Path
+) -> None:
+    base = TrainOptions(
+        data=train_phantom_dir, out=tmp_path / "base", steps=1, preset="tiny", prompts_per_volume=2, progress=False
+    )
+    run_training(base, encoder=tiny_encoder)
+    whole, _ = load_checkpoint(tmp_path / "base" / "model.pt", tiny_encoder)
+    fine = as_fine_stage(whole)
+    save_checkpoint(tmp_path / "both.pt", whole, fine_stage=fine)
+    retrained = replace(base, out=tmp_path / "retrained", init_from=tmp_path / "both.pt")
+    run_training(retrained, encoder=tiny_encoder)
+    kept = load_fine_stage(tmp_path / "retrained" / "model.pt")
+    assert kept is not None
+    assert all(torch.equal(kept.state_dict()[k], v) for k, v in fine.state_dict().items())
+    # --stage fine from a whole-CT model: a fine stage that records only what it was trained on here
+    staged = replace(
+        base, out=tmp_path / "fine", init_from=tmp_path / "base" / "model.pt", stage="fine", structures=("liver",)
+    )
+    summary = run_training(staged, encoder=tiny_encoder)
+    made, _ = load_checkpoint(summary["model"], tiny_encoder)
+    assert made.takes_prior and trained_structures(made.config) == ("liver",)
