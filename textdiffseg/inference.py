@@ -416,10 +416,10 @@ class Segmenter(WholeVolumePipeline):
         A clicked prompt costs the windows of its clicked pass (around its clicks) on top of its text-only pass."""
         if self.max_denoiser_calls is None:
             return
-        windows = sliding_window_count(shape, self.config.roi_size, self.overlap)
-        click_windows = self._click_windows(shape, clicks)
-        cost = (len(prompts) * windows + click_windows) * self.ensemble * self.steps
+        cost = self.denoiser_calls(len(prompts), shape, clicks)
         if cost > self.max_denoiser_calls:
+            windows = sliding_window_count(shape, self.config.roi_size, self.overlap)
+            click_windows = self._click_windows(shape, clicks)
             clicked = f" + {click_windows} window(s) of clicked passes" if click_windows else ""
             raise ComputeBudgetError(
                 f"request needs {cost:,} denoiser calls ({len(prompts)} prompt(s) x {windows} sliding window(s)"

@@ -11,15 +11,8 @@ set -u
 MINUTES=${1:-7}
 OUT=${OUT:-runs/gpu_out}
 mkdir -p "$OUT"
-PY=${PY:-python3}
-$PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/.devdata/code:$PWD OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
+. scripts/gpu_recipe/device_setup.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
-G=runs/gpu
-mkdir -p $G
-PH="$PY -m textdiffseg.data.phantom --spacing 2.5 2.5 2.5 --quiet"
-$PH --out $G/phantom_wide --n 24 --seed 200 --randomise wide &
-$PH --out $G/phantom_default --n 12 --seed 100 &
 wait
 echo "phantoms ready at $SECONDS s"
 REAL=.devdata/realct

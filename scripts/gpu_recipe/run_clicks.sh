@@ -9,13 +9,7 @@ set -u
 MINUTES=${1:-2.75}
 OUT=${OUT:-runs/gpu_out}
 mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/.devdata/code:$PWD OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
-G=runs/gpu
-mkdir -p $G
-PH="python3 -m textdiffseg.data.phantom --spacing 2.5 2.5 2.5 --quiet"
-$PH --out $G/phantom_wide --n 24 --seed 200 --randomise wide &
-$PH --out $G/phantom_default --n 12 --seed 100 &
+. scripts/gpu_recipe/device_setup.sh
 wait
 echo "phantoms ready at $SECONDS s"
 timeout $(( ${MINUTES%.*} * 60 + 90 )) python3 scripts/gpu_recipe/train_job.py .devdata/prompts.pt "" -- \
