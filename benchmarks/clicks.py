@@ -4,8 +4,10 @@ For every case of ``--data`` (an MSD/phantom folder or a KiTS folder, as ``textd
 every structure it contains, the structure is prompted by its name (text only, click 0), then clicks are added one
 at a time as an annotator would: each at the centre of the largest error component of the CURRENT mask against the
 truth (positive in a missed region, negative in a wrongly included one; ``textdiffseg.click_simulation``), the mask
-is predicted again with all clicks so far, and Dice is recorded after 1, 3 and 5 clicks. A checkpoint without a
-click branch is refused (its clicks would be 400s). Prints a markdown table and writes JSON (``--json``).
+is predicted again with all clicks so far, and Dice is recorded after 1, 3 and 5 clicks. The clicks go through the
+served path: the click edits (``textdiffseg.click_edit``) always, and the model's click branch when the checkpoint
+has one. ``--no-edits`` measures the click branch alone (a checkpoint without one is then refused). Prints a
+markdown table and writes JSON (``--json``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from monai.transforms import EnsureChannelFirst, LoadImage
 
 from textdiffseg.checkpoint import load_for_inference
+from textdiffseg.click_edit import DEFAULT_CLICK_EDITS
 from textdiffseg.click_simulation import next_click
 from textdiffseg.clicks import Clicks
 from textdiffseg.data.folders import load_folder
@@ -46,12 +49,12 @@ def click_curve(segmenter: Segmenter, image: object, prompt: str, truth: np.ndar
     return curve
 
 
-def run(ckpt: Path, data: Path, cases: int | None, structures: list[str], rounds: int) -> dict:
+def run(ckpt: Path, data: Path, cases: int | None, structures: list[str], rounds: int, edits: bool = True) -> dict:
     """Every structure on every case: the Dice curves, their means per structure and overall, and timings."""
     model, encoder = load_for_inference(ckpt)
-    if not model.takes_clicks:
-        raise SystemExit(f"{ckpt} has no click branch: fine-tune it with --click-fraction first")
-    segmenter = Segmenter(model, encoder)
+    if not edits and not model.takes_clicks:
+        raise SystemExit(f"{ckpt} has no click branch: with --no-edits its clicks would be refused")
+    segmenter = Segmenter(model, encoder, click_edits=DEFAULT_CLICK_EDITS if edits else None)
     loader, channel_first = LoadImage(image_only=True), EnsureChannelFirst()
     per: dict[str, list[dict[int, float]]] = {}
     seconds: list[float] = []
@@ -74,6 +77,8 @@ def run(ckpt: Path, data: Path, cases: int | None, structures: list[str], rounds
     return {
         "ckpt": str(ckpt),
         "data": str(data),
+        "click_edits": edits,
+        "click_branch": model.takes_clicks,
         "structures": {name: {"cases": len(per[name]), "dice": row} for name, row in table.items()},
         "mean": overall,
         "seconds_per_prediction": float(np.mean(seconds)) if seconds else None,
@@ -97,14 +102,15 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """CLI: prints the table, writes the JSON."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--ckpt", required=True, type=Path, help="a checkpoint with a click branch")
+    p.add_argument("--ckpt", required=True, type=Path, help="a checkpoint (the served one, for instance)")
     p.add_argument("--data", required=True, type=Path, help="MSD/phantom or KiTS folder with labels")
     p.add_argument("--cases", type=int, help="only the first N cases")
     p.add_argument("--structure", action="append", default=[], help="only this structure (repeatable)")
     p.add_argument("--clicks", type=int, default=5, help="clicks per structure (default 5)")
+    p.add_argument("--no-edits", action="store_true", help="the click branch alone, without the click edits")
     p.add_argument("--json", type=Path, help="write the result here")
     a = p.parse_args(argv)
-    result = run(a.ckpt, a.data, a.cases, a.structure, max(1, a.clicks))
+    result = run(a.ckpt, a.data, a.cases, a.structure, max(1, a.clicks), edits=not a.no_edits)
     print(markdown(result))
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)

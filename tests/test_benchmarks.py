@@ -38,3 +38,15 @@ def test_accuracy_table_has_a_column_per_method_and_a_mean_row() -> None:
     assert "| liver | 0.500 / 10.0 | 0.500 / 10.0 |" in table
     assert "| **mean** | 0.375 / 10.0 | 0.375 / 10.0 |" in table
     assert table[-1] == "| training steps | 3 | 3 |"
+
+
+def test_clicks_benchmark_scores_the_served_click_path(trained_tiny, coarse_phantom_dir: Path) -> None:  # noqa: ANN001
+    import clicks
+
+    ckpt = trained_tiny.run_dir / "model.pt"
+    result = clicks.run(ckpt, coarse_phantom_dir, cases=1, structures=["liver tumor"], rounds=3)
+    row = result["structures"]["liver tumor"]["dice"]
+    assert set(row) == {0, 1, 3} and result["click_edits"] and not result["click_branch"]
+    assert row[3] > row[0] + 0.2, row  # the edits take a missed lesion in from its clicks
+    with pytest.raises(SystemExit, match="no click branch"):
+        clicks.run(ckpt, coarse_phantom_dir, cases=1, structures=["liver tumor"], rounds=1, edits=False)

@@ -79,10 +79,16 @@ def test_malformed_clicks_are_refused(app_lib: SimpleNamespace, request_params: 
         _parse(app_lib, {"text_prompt": "liver", **request_params})
 
 
-def _task(app_lib: SimpleNamespace, app_dir: Path, model: TextDiffSeg, cls_name: str = "TextPromptInfer") -> object:
+def _task(
+    app_lib: SimpleNamespace,
+    app_dir: Path,
+    model: TextDiffSeg,
+    cls_name: str = "TextPromptInfer",
+    conf: dict[str, str] | None = None,
+) -> object:
     (app_dir / "model").mkdir(exist_ok=True)
     save_checkpoint(app_dir / "model" / "pretrained_textdiffseg.pt", model)
-    settings = app_lib.config.parse_conf({"sampling_steps": "1"}, app_dir)
+    settings = app_lib.config.parse_conf({"sampling_steps": "1", **(conf or {})}, app_dir)
     service = app_lib.config.build_service(settings)
     module = app_lib.point_prompt if cls_name == "PointPromptInfer" else app_lib.text_prompt
     return getattr(module, cls_name)(settings, service)
@@ -94,15 +100,21 @@ def _volume(path: Path, shape: tuple[int, ...]) -> str:
     return str(path)
 
 
-def test_a_text_only_checkpoint_refuses_clicks_and_hides_the_vista3d_name(
+def test_a_text_only_checkpoint_takes_clicks_as_edits_unless_they_are_turned_off(
     app_lib: SimpleNamespace, tmp_path: Path
 ) -> None:
-    task = _task(app_lib, tmp_path, TextDiffSeg(tiny_config()))
     ct = _volume(tmp_path / "ct.nii.gz", (12, 12, 12))
+    request = {"image": ct, "text_prompt": "liver", "foreground": [[6, 6, 6]]}
+    answer = _task(app_lib, tmp_path, TextDiffSeg(tiny_config()))(request)
+    label = np.asarray(nib.load(answer[0]).dataobj)
+    assert label[6, 6, 6] > 0 and answer[1]["clicks"]["edited_voxels"] >= 1, answer[1]
+    assert _task(app_lib, tmp_path, TextDiffSeg(tiny_config()), "PointPromptInfer").is_valid()
+
+    off = {"click_edits": "false"}
     with pytest.raises(HTTPException) as caught:
-        task({"image": ct, "text_prompt": "liver", "foreground": [[1, 1, 1]]})
+        _task(app_lib, tmp_path, TextDiffSeg(tiny_config()), conf=off)(request)
     assert caught.value.status_code == 400 and "does not take clicks" in caught.value.detail
-    points = _task(app_lib, tmp_path, TextDiffSeg(tiny_config()), "PointPromptInfer")
+    points = _task(app_lib, tmp_path, TextDiffSeg(tiny_config()), "PointPromptInfer", conf=off)
     assert not points.is_valid() and points.info()["type"] == "vista3d"
 
 
@@ -112,10 +124,17 @@ def test_a_click_checkpoint_answers_clicks_and_refuses_points_outside(app_lib: S
     points = _task(app_lib, tmp_path, model, "PointPromptInfer")
     assert points.is_valid() and points.info()["type"] == "vista3d"
     ct = _volume(tmp_path / "ct.nii.gz", (12, 12, 12))
-    request = {"image": ct, "text_prompt": "", "label_prompt": [INDEX["liver"]], "points": [[3, 4, 5]],
-               "point_labels": [1]}
-    _, answer = points(request)
+    request = {
+        "image": ct,
+        "text_prompt": "",
+        "label_prompt": [INDEX["liver"]],
+        "points": [[3, 4, 5]],
+        "point_labels": [1],
+    }
+    label_file, answer = points(request)
+    edited = answer["clicks"].pop("edited_voxels")
     assert answer["clicks"] == {"prompt": "liver", "foreground": 1, "background": 0}
+    assert np.asarray(nib.load(label_file).dataobj)[3, 4, 5] > 0 and edited >= 0  # the foreground click holds
     with pytest.raises(HTTPException) as caught:
         points({**request, "points": [[3, 4, 12]]})
     assert caught.value.status_code == 400 and "outside the image" in caught.value.detail

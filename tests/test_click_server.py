@@ -160,7 +160,9 @@ def test_slicer_session_sequence_with_clicks(served: ClickServer, tmp_path: Path
     click_file, answer = client.infer("textdiffseg", "local_ct", {**params, **clicks}, session_id=session_id)
     clicked = sitk.GetArrayFromImage(sitk.ReadImage(click_file)).transpose(2, 1, 0)
     assert answer["label_names"] == text_answer["label_names"] == {"spleen": INDEX["spleen"], "liver": INDEX["liver"]}
-    assert answer["clicks"] == {"prompt": "spleen", "foreground": 1, "background": 1}
+    edited = answer["clicks"].pop("edited_voxels")
+    assert answer["clicks"] == {"prompt": "spleen", "foreground": 1, "background": 1} and edited >= 0
+    assert clicked[tuple(served.spleen_centre)] == INDEX["spleen"] and clicked[tuple(background)] != INDEX["spleen"]
     _changed_within_radius(text, clicked, [served.spleen_centre, background])
     # the clicks are the spleen's: the liver (the second prompt) is exactly its text-only mask
     np.testing.assert_array_equal(text == INDEX["liver"], clicked == INDEX["liver"])

@@ -199,15 +199,23 @@ def test_training_with_simulated_clicks_learns_to_use_them(tiny_encoder, flush_d
 
 
 def test_train_loop_adds_the_branch_to_a_model_it_fine_tunes(
-    train_phantom_dir: Path, tiny_encoder, tmp_path: Path  # noqa: ANN001
+    train_phantom_dir: Path,
+    tiny_encoder,
+    tmp_path: Path,  # noqa: ANN001
 ) -> None:
     base = TrainOptions(
         data=train_phantom_dir, out=tmp_path / "text", steps=1, preset="tiny", prompts_per_volume=2, progress=False
     )
     run_training(base, encoder=tiny_encoder)
     clicked = TrainOptions(
-        data=train_phantom_dir, out=tmp_path / "clicks", steps=2, preset="tiny", prompts_per_volume=2,
-        progress=False, init_from=tmp_path / "text" / "model.pt", click_fraction=1.0,
+        data=train_phantom_dir,
+        out=tmp_path / "clicks",
+        steps=2,
+        preset="tiny",
+        prompts_per_volume=2,
+        progress=False,
+        init_from=tmp_path / "text" / "model.pt",
+        click_fraction=1.0,
     )
     summary = run_training(clicked, encoder=tiny_encoder)
     model, _ = load_checkpoint(summary["model"], tiny_encoder)
@@ -251,6 +259,11 @@ def test_predict_refuses_bad_clicks(tiny_encoder) -> None:  # noqa: ANN001
         segmenter.predict(image, ["liver"], clicks=[Clicks.of([(1, 1, 1)]), None])
     with pytest.raises(ClickError, match=f"the limit is {MAX_CLICKS}"):
         segmenter.predict(image, ["liver"], clicks=[Clicks.of([(1, 1, 1)] * (MAX_CLICKS + 1))])
-    text_only = Segmenter(TextDiffSeg(replace(segmenter.config, click_channels=0)), tiny_encoder, unknown_below=None)
+    text_model = TextDiffSeg(replace(segmenter.config, click_channels=0))
+    no_edits = Segmenter(text_model, tiny_encoder, unknown_below=None, click_edits=None)
     with pytest.raises(ClickError, match="does not take clicks"):
-        text_only.predict(image, ["liver"], clicks=[Clicks.of([(1, 1, 1)])])
+        no_edits.predict(image, ["liver"], clicks=[Clicks.of([(1, 1, 1)])])
+    edited = Segmenter(text_model, tiny_encoder, unknown_below=None).predict(
+        image, ["liver"], clicks=[Clicks.of([(1, 1, 1)])]
+    )
+    assert edited.label_map[1, 1, 1] == 1 and edited.edited_voxels[0] > 0  # the click edit took it

@@ -30,6 +30,7 @@ import SimpleITK as sitk  # noqa: N813
 from monailabel.client import MONAILabelClient
 
 from server_harness import ADMIN_CONF, DEMO_CHECKPOINT, ServerStartError, copy_app, start_server
+from textdiffseg.click_edit import DEFAULT_CLICK_EDITS
 from textdiffseg.data.phantom import PhantomConfig, write_dataset
 from textdiffseg.data.vocabulary import PromptVocabulary
 
@@ -137,18 +138,32 @@ def test_slicer_session_infer_then_submit_label(slicer: Slicer, tmp_path: Path) 
     assert stats["cases"] == 1 and stats["structures"] == ["left kidney", "spleen"], json.dumps(stats)
 
 
-def test_slicer_clicks_on_a_text_only_checkpoint_are_a_400_that_says_so(slicer: Slicer) -> None:
-    """Slicer's control points (``foreground``/``background``) reach a checkpoint without a click branch: refused with a
-    message, never silently ignored (``tests/test_click_server.py`` runs the sequence with a click checkpoint)."""
+def test_slicer_clicks_on_a_text_only_checkpoint_edit_the_mask_near_them(slicer: Slicer, tmp_path: Path) -> None:
+    """Slicer's control points (``foreground``/``background``) reach the demo checkpoint, which has no click branch:
+    the click edits put the foreground point in the mask, take the background point out of it, and change nothing
+    farther than their radius (``tests/test_click_server.py`` runs the sequence with a click checkpoint)."""
     client = slicer.client
     session_id = client.create_session(str(slicer.volume))["session_id"]
     params = params_from_config(client.info()["models"][MODEL]["config"], {"text_prompt": "spleen"})
-    params.update(foreground=[[10, 10, 10]], background=[])
-    response = requests.post(
-        f"{slicer.url}/infer/{MODEL}",
-        params={"image": VOLUME_NAME, "session_id": session_id},
-        files={"params": (None, json.dumps(params))},
-        timeout=600,
-    )
-    assert response.status_code == 400 and "does not take clicks" in response.json()["detail"], response.text[:300]
-    assert "textdiffseg_clicks" not in client.info()["models"]  # OHIF's Point Prompts tab does not list it
+    params["result_extension"] = ".nii.gz"
+
+    def mask(clicks: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
+        response = requests.post(
+            f"{slicer.url}/infer/{MODEL}",
+            params={"image": VOLUME_NAME, "session_id": session_id, "output": "image"},
+            files={"params": (None, json.dumps({**params, **clicks}))},
+            timeout=600,
+        )
+        assert response.status_code == 200, f"{response.text[:300]}\n{slicer.log.read_text()[-2000:]}"
+        (tmp_path / name).write_bytes(response.content)
+        image = sitk.ReadImage(str(tmp_path / name))
+        return sitk.GetArrayFromImage(image).transpose(2, 1, 0), np.asarray(image.GetSpacing())
+
+    before, spacing = mask({}, "text.nii.gz")
+    inside = [int(v) for v in np.argwhere(before > 0)[0]]  # a voxel the text-only mask holds
+    after, _ = mask({"foreground": [[10, 10, 10]], "background": [inside]}, "clicked.nii.gz")
+    assert after[10, 10, 10] > 0 and after[tuple(inside)] == 0
+    changed = np.argwhere(before != after)
+    distance = np.min([np.sqrt((((changed - np.array(c)) * spacing) ** 2).sum(1)) for c in ([10, 10, 10], inside)], 0)
+    assert len(changed) and distance.max() <= DEFAULT_CLICK_EDITS.radius_mm + spacing.max(), distance.max()
+    assert client.info()["models"]["textdiffseg_clicks"]["type"] == "vista3d"  # OHIF's Point Prompts tab lists it

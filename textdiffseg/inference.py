@@ -2,8 +2,9 @@
 
 ``Segmenter.predict`` takes a CT as a MONAI ``MetaTensor`` (channel first, HU, any orientation/spacing) and returns
 per-prompt probabilities, uncertainty and a label map (with the caller's output values) on exactly the input's voxel
-grid (same affine and shape). A model with a click branch also takes clicks per prompt (voxel indices of the input,
-:class:`textdiffseg.clicks.Clicks`): they change that prompt's mask within ``click_radius_mm`` of them only.
+grid (same affine and shape). Clicks per prompt (voxel indices of the input, :class:`textdiffseg.clicks.Clicks`)
+change that prompt's mask near them only: a model with a click branch is conditioned on them, and every click then
+edits the mask on the input grid (:mod:`textdiffseg.click_edit`: its intensity region is added or removed).
 :class:`WholeVolumePipeline` is that pipeline around any volume predictor (the benchmarks' baselines use it too).
 """
 
@@ -20,6 +21,7 @@ from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
 from monai.transforms import Orientation, Spacing
 
+from textdiffseg.click_edit import DEFAULT_CLICK_EDITS, ClickEditSettings, apply_click_edits
 from textdiffseg.clicks import (
     CLICK_RADIUS_MM,
     MAX_CLICKS,
@@ -71,8 +73,8 @@ class ComputeBudgetError(InvalidInputError):
 
 
 NO_CLICKS_MESSAGE = (
-    "the served model does not take clicks (its checkpoint has no click branch): send text or label prompts only, "
-    "or serve a checkpoint trained with --click-fraction"
+    "this server does not take clicks (click edits are off and its checkpoint has no click branch): send text or "
+    "label prompts only, or turn click edits on (--conf click_edits true)"
 )
 PromptClicks = Sequence["Clicks | None"]  # one entry per prompt (None or empty: no clicks)
 
@@ -107,6 +109,7 @@ class Prediction:
     postprocessing: list[str] = field(default_factory=list)  # what the clean-up removed (textdiffseg.postprocess)
     passes: list[list[str]] = field(default_factory=list)  # per prompt, the passes that made its mask
     zoom_notes: list[str] = field(default_factory=list)  # why a prompt got no fine pass (textdiffseg.zoom_in)
+    edited_voxels: list[int] = field(default_factory=list)  # per prompt, voxels its click edits changed
 
 
 def prompt_slice(condition: Condition, start: int, stop: int) -> Condition:
@@ -158,6 +161,8 @@ class WholeVolumePipeline:
         max_voxels: refuse volumes larger than this at ``spacing``.
         postprocess: clean each prompt's mask by its anatomy (``textdiffseg.postprocess``: organs keep their main
             pieces, lesions stay in their organ) before it is resampled to the input grid.
+        click_edits: how clicks edit a mask on the input grid (:mod:`textdiffseg.click_edit`); ``None``: no edits
+            (clicks are then taken only by a model with a click branch).
     """
 
     def __init__(
@@ -166,8 +171,10 @@ class WholeVolumePipeline:
         hu_window: tuple[float, float] | tuple[tuple[float, float], ...],
         max_voxels: int = DEFAULT_MAX_VOXELS,
         postprocess: bool = True,
+        click_edits: ClickEditSettings | None = DEFAULT_CLICK_EDITS,
     ) -> None:
         self.spacing = spacing
+        self.click_edits = click_edits
         self.max_voxels = max_voxels
         self.postprocess = postprocess
         self._scale = HUWindows(hu_window)
@@ -178,9 +185,14 @@ class WholeVolumePipeline:
         return [vocabulary.canonical(prompt) for prompt in prompts]
 
     @property
-    def accepts_clicks(self) -> bool:
-        """Whether :meth:`predict` takes clicks (default: no)."""
+    def model_takes_clicks(self) -> bool:
+        """Whether :meth:`segment_volume` is conditioned on clicks (default: no)."""
         return False
+
+    @property
+    def accepts_clicks(self) -> bool:
+        """Whether :meth:`predict` takes clicks: they edit the mask, or the model is conditioned on them."""
+        return self.click_edits is not None or self.model_takes_clicks
 
     def check_request(self, prompts: list[str], shape: tuple[int, ...], clicks: PromptClicks | None = None) -> None:
         """Refuse a request before any model call (``shape``: the volume at the working spacing, ``clicks`` on that
@@ -205,7 +217,9 @@ class WholeVolumePipeline:
         :class:`textdiffseg.clicks.Clicks` (voxel indices of ``image``) or ``None`` per prompt; they go to the model
         grid through the same affine path as the image. Clicks on a pipeline that does not take them, outside the
         image or over :data:`textdiffseg.clicks.MAX_CLICKS` raise :class:`textdiffseg.clicks.ClickError`. A
-        clicked prompt's mask is not cleaned by its anatomy (the annotator decides what belongs to it).
+        prompt the model was conditioned on clicks for is not cleaned by its anatomy (the annotator decides what
+        belongs to it); clicks edit each mask last (after any zoom-in), so each click holds: a foreground click's
+        voxel is in the mask, a background click's voxel is not.
         """
         if not prompts:
             raise InvalidInputError("no prompt given")
@@ -219,6 +233,8 @@ class WholeVolumePipeline:
         grid_clicks = (
             [to_grid(c, original.affine, resampled.affine) if c else None for c in clicks or ()] if clicked else None
         )
+        if not self.model_takes_clicks:
+            grid_clicks = None  # the clicks only edit the result (below)
         self.check_request(prompts, tuple(resampled.shape[1:]), grid_clicks)
         volume = self._scale(resampled.as_tensor())
         if grid_clicks is None:
@@ -227,7 +243,7 @@ class WholeVolumePipeline:
             probability_maps, entropy_maps = self.segment_volume(volume, prompts, clicks=grid_clicks)  # type: ignore[call-arg]
         notes: list[str] = []
         anatomy = self.anatomy_of(prompts)
-        if grid_clicks is not None:
+        if grid_clicks is not None:  # the model's clicked result is not cleaned (the annotator decides)
             anatomy = [None if c else a for a, c in zip(anatomy, grid_clicks)]
         if self.postprocess:
             with torch.inference_mode():  # the maps may be inference tensors, changed in place
@@ -246,6 +262,7 @@ class WholeVolumePipeline:
             probability,
             uncertainty,
         )
+        edited = self.edit_by_clicks(original, probability, clicks if clicked else None)
         label_map = label_map_from_probabilities(probability, values)
         affine = np.asarray(original.affine)
         return Prediction(
@@ -257,7 +274,20 @@ class WholeVolumePipeline:
             postprocessing=notes,
             passes=passes,
             zoom_notes=zoom_notes,
+            edited_voxels=edited,
         )
+
+    def edit_by_clicks(self, image: MetaTensor, probability: np.ndarray, clicks: PromptClicks | None) -> list[int]:
+        """Each prompt's clicks edit its map on the input grid in place (none when click edits are off); returns
+        the voxels changed per prompt."""
+        if self.click_edits is None or clicks is None:
+            return [0] * len(probability)
+        hu = image[0].detach().cpu().numpy()
+        spacing = np.sqrt((np.asarray(image.affine, np.float64)[:3, :3] ** 2).sum(axis=0))
+        return [
+            apply_click_edits(probability[i], hu, one, spacing, self.click_edits) if one else 0
+            for i, one in enumerate(clicks)
+        ]
 
     def zoom_in(
         self, coarse: ZoomInput, prompts: list[str], probability: np.ndarray, uncertainty: np.ndarray
@@ -290,6 +320,7 @@ class Segmenter(WholeVolumePipeline):
         postprocess: see :class:`WholeVolumePipeline`.
         click_radius_mm: a prompt's clicks change its mask up to this distance from them (the last
             ``textdiffseg.clicks.CLICK_RAMP_MM`` blended); beyond it the text-only mask is kept.
+        click_edits: see :class:`WholeVolumePipeline`.
         fine_stage: the checkpoint's zoom-in fine stage (``checkpoint.load_fine_stage``), or ``None``.
         fine_pass: run the fine stage (when there is one) on the prompts it was trained on
             (:mod:`textdiffseg.zoom_in`); ``False``: the coarse pass only.
@@ -313,8 +344,9 @@ class Segmenter(WholeVolumePipeline):
         click_radius_mm: float = CLICK_RADIUS_MM,
         fine_stage: TextDiffSeg | None = None,
         fine_pass: bool = True,
+        click_edits: ClickEditSettings | None = DEFAULT_CLICK_EDITS,
     ) -> None:
-        super().__init__(model.config.spacing, model.config.input_windows, max_voxels, postprocess)
+        super().__init__(model.config.spacing, model.config.input_windows, max_voxels, postprocess, click_edits)
         self.fine = (
             Segmenter(fine_stage, text_encoder, steps, ensemble, FINE_OVERLAP, device, seed, unknown_below=None)
             if fine_stage is not None and fine_pass
@@ -355,7 +387,7 @@ class Segmenter(WholeVolumePipeline):
         return [match.nearest if match.known else None for match in matches]
 
     @property
-    def accepts_clicks(self) -> bool:
+    def model_takes_clicks(self) -> bool:
         """Whether the model has a click branch."""
         return self.model.takes_clicks
 

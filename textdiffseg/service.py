@@ -19,6 +19,7 @@ import torch
 from monai.data import MetaTensor
 
 from textdiffseg.checkpoint import CheckpointError, load_fine_stage, load_for_inference, read_config
+from textdiffseg.click_edit import DEFAULT_CLICK_EDITS
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.inference import DEFAULT_MAX_DENOISER_CALLS, DEFAULT_MAX_VOXELS, Prediction, PromptClicks, Segmenter
 from textdiffseg.networks.model import TextDiffSeg
@@ -46,6 +47,7 @@ class ServiceOptions:
     how_to_train: str = "train one"  # the first remedy the "no checkpoint" error names
     vocabulary: PromptVocabulary | None = None  # the served vocabulary (prompt matching); None: the built-in one
     fine_pass: bool = True  # run the checkpoint's zoom-in fine stage, if it has one (textdiffseg.zoom_in)
+    click_edits: bool = True  # clicks edit masks (textdiffseg.click_edit); off: only a click branch takes them
 
 
 class SegmentationService:
@@ -93,7 +95,8 @@ class SegmentationService:
             return self._model
 
     def takes_clicks(self) -> bool:
-        """Whether the served checkpoint has a click branch (``CheckpointError`` when there is none).
+        """Whether requests may carry clicks: click edits are on, or the served checkpoint has a click branch
+        (``CheckpointError`` when there is no checkpoint).
 
         Read from the checkpoint's config, remembered per path and mtime, never through :meth:`model`: ``/info``
         asks this, and must not wait for the model lock that a running inference holds.
@@ -103,6 +106,8 @@ class SegmentationService:
             key = (path, path.stat().st_mtime)
         except FileNotFoundError as err:
             raise self._missing() from err
+        if self.options.click_edits:
+            return True
         known = self._clicks_known
         if known is None or known[0] != key:
             known = (key, read_config(path).click_channels > 0)
@@ -128,9 +133,9 @@ class SegmentationService:
         options for this request. Raises ``ComputeBudgetError`` over ``options.max_denoiser_calls`` unless
         ``budgeted`` is false (work whose size the server's own settings fix, such as uncertainty scoring).
         ``postprocess`` cleans each mask by its anatomy (``textdiffseg.postprocess``). ``clicks``: per prompt, voxel
-        indices of ``image`` (see :meth:`textdiffseg.inference.Segmenter.predict`; a model without a click branch
-        refuses them with ``ClickError``). ``fine_pass``: run the checkpoint's zoom-in fine stage (if it has one and
-        ``options.fine_pass``).
+        indices of ``image`` (see :meth:`textdiffseg.inference.Segmenter.predict`; with click edits off, a model
+        without a click branch refuses them with ``ClickError``). ``fine_pass``: run the checkpoint's zoom-in fine
+        stage (if it has one and ``options.fine_pass``).
         """
         with self._lock:
             model, encoder = self.model()
@@ -148,6 +153,7 @@ class SegmentationService:
                 postprocess=postprocess,
                 fine_stage=self._fine_stage,
                 fine_pass=fine_pass and self.options.fine_pass,
+                click_edits=DEFAULT_CLICK_EDITS if self.options.click_edits else None,
             )
             with torch.inference_mode():
                 return segmenter.predict(image, prompts, values, clicks)

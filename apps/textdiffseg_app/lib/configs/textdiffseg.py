@@ -50,6 +50,10 @@ key                      default                      meaning
                                                       region the 5 mm coarse pass found (``textdiffseg.zoom_in``);
                                                       ``false``: the coarse pass only. A request's ``fine_pass``
                                                       can turn it off for that request.
+``click_edits``          ``true``                     each click adds (foreground) or removes (background) its
+                                                      intensity region within 20 mm, after the model
+                                                      (``textdiffseg.click_edit``), so every checkpoint takes
+                                                      clicks; ``false``: only a checkpoint with a click branch does.
 ``anonymous_admin``      ``false``                    allow admin operations (training, scoring, model upload and
                                                       delete, ``/reload``, ``/logs``) without auth: a trusted
                                                       single-user machine only (read by ``textdiffseg_server.policy``;
@@ -119,6 +123,7 @@ class AppSettings:
     anonymous_admin: bool = False
     publish_tolerance: float = DEFAULT_TOLERANCE
     fine_pass: bool = True  # zoom-in fine pass when the checkpoint has a fine stage
+    click_edits: bool = True  # clicks edit masks by their intensity region (textdiffseg.click_edit)
 
     @property
     def max_file_voxels(self) -> int:
@@ -205,6 +210,7 @@ def parse_conf(conf: Mapping[str, object] | None, app_dir: str | Path) -> AppSet
         anonymous_admin=c.flag("anonymous_admin", False),
         publish_tolerance=c.number("publish_tolerance", DEFAULT_TOLERANCE, -1e-9, 1.0 + 1e-9),
         fine_pass=c.flag("fine_pass", True),
+        click_edits=c.flag("click_edits", True),
     )
     if settings.roi_size is not None:
         logger.warning("conf 'roi_size' is ignored: the sliding-window patch size is fixed by the checkpoint")
@@ -225,5 +231,6 @@ def build_service(settings: AppSettings) -> SegmentationService:
             how_to_train=f"train one (POST /train/{MODEL_NAME})",
             vocabulary=settings.vocabulary,
             fine_pass=settings.fine_pass,
+            click_edits=settings.click_edits,
         ),
     )

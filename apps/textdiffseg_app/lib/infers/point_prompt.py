@@ -7,8 +7,8 @@ change the other clients: OHIF's Auto-Segmentation tab sends every label of a ``
 (dozens of prompts instead of the typed one), and 3D Slicer lists only ``segmentation``/``detection`` (and
 ``deepgrow``/``deepedit``) models, so it would lose the model. Hence a second name for the same task:
 ``textdiffseg`` stays a ``segmentation`` model (text and class prompts, Slicer, clicks over REST), and this one is
-listed, type ``vista3d``, only while the served checkpoint takes clicks (a text-only checkpoint hides it; a click
-request to either name is then a 400 saying so).
+listed, type ``vista3d``, while the server takes clicks: always with click edits on (the default), else only while
+the served checkpoint has a click branch (a click request to either name is then a 400 saying so).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ VISTA3D_TYPE = "vista3d"  # OHIF's Point Prompts tab type (MONAI Label's InferTy
 
 
 class PointPromptInfer(TextPromptInfer):
-    """:class:`TextPromptInfer` under the ``vista3d`` type, listed while the served checkpoint takes clicks."""
+    """:class:`TextPromptInfer` under the ``vista3d`` type, listed while the server takes clicks."""
 
     def __init__(self, settings: AppSettings, service: SegmentationService) -> None:
         super().__init__(settings, service)
@@ -39,7 +39,7 @@ class PointPromptInfer(TextPromptInfer):
         )
 
     def is_valid(self) -> bool:
-        """Listed in ``/info`` only when a checkpoint exists and has a click branch."""
+        """Listed in ``/info`` only when a checkpoint exists and clicks are taken (click edits, or a click branch)."""
         if not super().is_valid():
             return False
         try:

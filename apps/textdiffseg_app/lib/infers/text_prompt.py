@@ -19,13 +19,15 @@ Request parameters (multipart ``params`` JSON; the clients show the ``config`` b
 * ``seed`` (0 by default): the same request (image, prompts, settings, seed) always gives the same bytes; each
   prompt's noise is seeded from the seed and the prompt's text, so it does not depend on the other prompts. Another
   seed gives another sample (``ensemble`` > 1 still gives the spread of several).
-* clicks (models trained with clicks): ``points`` + ``point_labels`` (VISTA3D style, as OHIF's Point Prompts tab
-  sends them with ``label_prompt``) and/or ``foreground``/``background`` (deepgrow style, as Slicer sends them): voxel
-  indices ``[i, j, k]`` of the image, at most 64; they refine the first prompt's mask within 40 mm of them
-  (``lib.infers.click_params``, ``textdiffseg.clicks``). Malformed points, points outside the image, labels not 0/1 or
-  not one per point, and clicks for a checkpoint without a click branch are a 400. The answer's ``clicks`` says how
-  many of each were used and for which prompt. ``textdiffseg_clicks`` (``lib.infers.point_prompt``) is this task
-  under OHIF's ``vista3d`` type.
+* clicks: ``points`` + ``point_labels`` (VISTA3D style, as OHIF's Point Prompts tab sends them with
+  ``label_prompt``) and/or ``foreground``/``background`` (deepgrow style, as Slicer sends them): voxel indices
+  ``[i, j, k]`` of the image, at most 64, on the first prompt. Each click adds (foreground) or removes (background)
+  its intensity region within 20 mm of it (``textdiffseg.click_edit``); a checkpoint with a click branch is also
+  conditioned on them within 40 mm (``lib.infers.click_params``, ``textdiffseg.clicks``). Malformed points, points
+  outside the image, labels not 0/1 or not one per point are a 400, and so are clicks when ``--conf click_edits
+  false`` and the checkpoint has no click branch. The answer's ``clicks`` says how many of each were used, for which
+  prompt, and how many voxels the edits changed (``edited_voxels``). ``textdiffseg_clicks``
+  (``lib.infers.point_prompt``) is this task under OHIF's ``vista3d`` type.
 * ``save_label``/``label_tag`` (MONAI Label): store the result in the datastore (tag ``original`` by default).
 * MONAI Label's writer keys are honoured as usual: ``result_extension`` (``.nii.gz``, ``.nrrd``...),
   ``result_dtype``, ``result_compress``. Without ``result_compress`` an NRRD answer is gzip-encoded inside the file
@@ -165,6 +167,7 @@ class TextPromptInfer(BasicInferTask):
                 "prompt": params.prompts[0].name,
                 "foreground": positive,
                 "background": len(params.clicks) - positive,
+                "edited_voxels": prediction.edited_voxels[0] if prediction.edited_voxels else 0,
             }
         if prediction.postprocessing:
             result["postprocessing"] = prediction.postprocessing
