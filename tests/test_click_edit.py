@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from textdiffseg.click_edit import ClickEditSettings, apply_click_edits, click_region
+from textdiffseg.click_edit import DEFAULT_CLICK_EDITS, ClickEditSettings, apply_click_edits, click_region, edit_radius
 from textdiffseg.clicks import Clicks
 from textdiffseg.model_scores import dice
 
@@ -73,3 +73,15 @@ def test_a_click_always_holds_its_own_voxel() -> None:
     probability = organ.astype(np.float32)
     apply_click_edits(probability, image, Clicks.of(background=[(16, 16, 16)]), SPACING)
     assert probability[16, 16, 16] == 0.0 and (probability > 0.5).sum() < 0.15 * organ.sum()  # the lesion is out
+
+
+def test_a_click_just_beyond_the_mask_nudges_its_edge_only() -> None:
+    image = np.full(SHAPE, 50.0, np.float32)  # one flat region: without the adaptive reach it would fill 20 mm
+    probability = np.zeros(SHAPE, np.float32)
+    probability[:, :20, :] = 1.0  # the mask ends at row 19
+    assert (
+        edit_radius(probability > 0.5, np.array([24.0, 22.0, 16.0]), 1, np.array(SPACING), DEFAULT_CLICK_EDITS) == 10.0
+    )
+    apply_click_edits(probability, image, Clicks.of([(24, 22, 16)]), SPACING)  # 3 mm beyond it: reach 4 + 2 x 3 mm
+    added = np.argwhere((probability > 0.5) & (np.arange(SHAPE[1]) >= 20)[None, :, None])
+    assert len(added) and _distance_mm(added, (24, 22, 16)).max() <= 10.0

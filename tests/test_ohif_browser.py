@@ -11,9 +11,14 @@ does what an annotator does in the MONAI Label panel of OHIF's ``monai-label`` m
 
 It checks the request OHIF sent (``params.text_prompt`` is the typed prompt), and that OHIF's labelmap now holds the
 server's answer: for each prompt, the voxels of the OHIF segment with that name equal the voxels of that value in the
-returned NRRD. The Class Prompts tab (vocabulary check boxes -> ``label_prompt`` indices) is exercised too. A
-screenshot is written to the test's temp folder, and to ``$TEXTDIFFSEG_SCREENSHOT_DIR`` when set (the README's
-``docs/ohif_text_prompt.png`` comes from ``TEXTDIFFSEG_SCREENSHOT_DIR=docs``).
+returned NRRD. The Class Prompts tab (vocabulary check boxes -> ``label_prompt`` indices) is exercised too.
+
+The Point Prompts tab (``textdiffseg_clicks``, type ``vista3d``) gets one foreground click, with the mouse, on the
+liver tumour the text prompt misses (the axial viewport is moved to the tumour's plane first): OHIF's request, the
+answer at the clicked voxel and the segment OHIF then shows (its size and the HU under it) are checked.
+
+Screenshots are written to the test's temp folder, and to ``$TEXTDIFFSEG_SCREENSHOT_DIR`` when set (the README's
+``docs/ohif_text_prompt.png`` and ``docs/ohif_point_prompt.png`` come from ``TEXTDIFFSEG_SCREENSHOT_DIR=docs``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import pytest
 from pacs_harness import ROOT, Pacs, require_binary, start_pacs, tag_value
 
 from server_harness import DEMO_CHECKPOINT, RunningServer, ServerStartError, copy_app, free_port, start_server
+from textdiffseg.click_simulation import component_centre
 from textdiffseg.data.label_maps import PHANTOM_TARGETS
 from textdiffseg.data.vocabulary import PromptVocabulary
 
@@ -77,6 +83,25 @@ class Viewer:
     study: str
     series: str
     liver_hu: float  # mean HU of the phantom's liver (truth label values 1 and 7)
+    tumour: Tumour  # the phantom's liver tumour
+
+
+@dataclass(frozen=True)
+class Tumour:
+    """Where an annotator clicks on the phantom's liver tumour, and what it holds."""
+
+    world_lps: list[float]  # its deepest voxel, DICOM patient coordinates (mm)
+    voxels: int
+    hu: float
+
+
+def _liver_tumour(phantom: Path, case: str) -> Tumour:
+    """The liver tumour of a phantom case: its deepest voxel in LPS world coordinates, size and mean HU."""
+    nifti = nib.load(phantom / "labelsTr" / f"{case}.nii.gz")
+    tumour = np.isin(np.asarray(nifti.dataobj), PHANTOM_TARGETS["liver tumor"])
+    ras = nifti.affine @ np.array([*component_centre(tumour), 1.0])
+    image = np.asarray(nib.load(phantom / f"{case}.nii.gz").dataobj, dtype=float)
+    return Tumour([-float(ras[0]), -float(ras[1]), float(ras[2])], int(tumour.sum()), float(image[tumour].mean()))
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +121,10 @@ def viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Viewer]:
         except ServerStartError as err:
             pytest.fail(str(err))
         try:
-            liver_hu = _mean_hu(tmp / "orthanc" / "phantom", "phantom_000", PHANTOM_TARGETS["liver"])
-            yield Viewer(server, tag_value(series, "0020000D"), tag_value(series, "0020000E"), liver_hu)
+            phantom = tmp / "orthanc" / "phantom"
+            liver_hu = _mean_hu(phantom, "phantom_000", PHANTOM_TARGETS["liver"])
+            tumour = _liver_tumour(phantom, "phantom_000")
+            yield Viewer(server, tag_value(series, "0020000D"), tag_value(series, "0020000E"), liver_hu, tumour)
         finally:
             server.stop()
     finally:
@@ -193,6 +220,76 @@ def test_ohif_runs_a_text_prompt_and_shows_the_segments(viewer: Viewer, tmp_path
             browser.close()
 
 
+# Moves the axial viewport to the plane of a world point (LPS mm) and returns where that point is on the page.
+AXIAL_POINT_ON_PAGE_JS = """(world) => {
+  const viewports = window.cornerstone.getRenderingEngines()[0].getViewports();
+  const axial = viewports.find(v => Math.abs(v.getCamera().viewPlaneNormal[2]) > 0.9);
+  const camera = axial.getCamera();
+  const n = camera.viewPlaneNormal;
+  const d = [0, 1, 2].reduce((sum, i) => sum + (world[i] - camera.focalPoint[i]) * n[i], 0);
+  axial.setCamera({
+    focalPoint: camera.focalPoint.map((f, i) => f + d * n[i]),
+    position: camera.position.map((p, i) => p + d * n[i]),
+  });
+  axial.render();
+  const [x, y] = axial.worldToCanvas(world);
+  const box = axial.canvas.getBoundingClientRect();
+  return [box.left + x, box.top + y];
+}"""
+
+
+PROBE_DRAWN_JS = "() => document.querySelectorAll('svg.svg-layer circle').length > 0"
+
+
+def test_ohif_point_prompts_one_click_on_a_missed_tumour_segments_it(viewer: Viewer, tmp_path: Path) -> None:
+    """Point Prompts tab: the liver tumour the text prompt misses, one foreground click on it, Run: OHIF sends the
+    click as ``points``/``point_labels``/``label_prompt`` to ``textdiffseg_clicks`` and shows the answer on the
+    tumour."""
+    from playwright.sync_api import sync_playwright
+
+    tumour = viewer.tumour
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            connect_monai_label(page, viewer.server.url, viewer.study)
+            page.locator("label.tab-label", has_text="Point Prompts").click()
+            page.locator("tr.clickable-row").filter(has=page.get_by_text("liver tumor", exact=True)).click()
+            x, y = page.evaluate(AXIAL_POINT_ON_PAGE_JS, tumour.world_lps)
+            page.mouse.click(x, y)
+            # Run reads the probe annotations: wait until the click's marker is drawn (its circle in the SVG layer)
+            page.wait_for_function(PROBE_DRAWN_JS, timeout=UI_TIMEOUT_MS)
+            run = page.locator("button[title='Run PointPrompts']")
+            params, body, query = _infer_calls(page, run.click)
+            page.wait_for_selector("text=Running Inference for Point Prompts - Successful", timeout=UI_TIMEOUT_MS)
+            page.wait_for_timeout(1500)
+
+            assert "/infer/textdiffseg_clicks" in query, query
+            assert params["label_prompt"] == [INDEX["liver tumor"]] and params["point_labels"] == [1], params
+            (point,) = params["points"]
+            path = tmp_path / "clicked.nrrd"
+            path.write_bytes(body)
+            answer, _ = nrrd.read(str(path))
+            assert answer[tuple(point)] == INDEX["liver tumor"], (point, answer[tuple(point)])
+            returned = int((answer == INDEX["liver tumor"]).sum())
+            stats = page.evaluate(SEGMENT_STATS_JS)
+            count, hu_sum = stats["liver tumor"]
+            message = (
+                f"OHIF's liver tumor segment: {count} voxels (answer {returned}, truth {tumour.voxels}), "
+                f"mean {hu_sum / count:.1f} HU (tumour {tumour.hu:.1f}, liver {viewer.liver_hu:.1f})"
+            )
+            print(message)
+            assert count == returned and 0.4 * tumour.voxels <= count <= 2.5 * tumour.voxels, message
+            # on the tumour, not the liver around it: its mean HU is nearer the tumour's than the liver's
+            assert abs(hu_sum / count - tumour.hu) < abs(hu_sum / count - viewer.liver_hu), message
+            assert not errors, errors
+            _screenshot(page, tmp_path, "ohif_point_prompt.png")
+        finally:
+            browser.close()
+
+
 def connect_monai_label(page, url: str, study: str) -> None:  # noqa: ANN001 - playwright Page
     """Open ``study`` in OHIF's MONAI Label mode, connect the panel to the server at ``url``, wait for its options."""
     page.goto(f"{url}/ohif/monai-label?StudyInstanceUIDs={study}", timeout=UI_TIMEOUT_MS)
@@ -212,9 +309,9 @@ def _hide_banner(page) -> None:  # noqa: ANN001 - playwright Page
         page.get_by_role("button", name="Confirm and Hide").click(timeout=15_000)
 
 
-def _screenshot(page, tmp_path: Path) -> None:  # noqa: ANN001 - playwright Page
+def _screenshot(page, tmp_path: Path, name: str = "ohif_text_prompt.png") -> None:  # noqa: ANN001 - playwright Page
     """Save the viewer to the test's folder, and to ``$TEXTDIFFSEG_SCREENSHOT_DIR`` when set."""
-    shot = tmp_path / "ohif_text_prompt.png"
+    shot = tmp_path / name
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
     target = os.environ.get(SCREENSHOT_ENV)

@@ -4,7 +4,13 @@ A click's region is the connected set of voxels around it whose (lightly smoothe
 the intensity at the click, inside a ball of ``radius_mm`` around it: a flood fill seeded by the click, as the
 seeded region growing of interactive tools (ITK-SNAP, Slicer's "Grow from seeds") does it. The tolerance adapts to
 the texture around the click (``tolerance_sigmas`` times its local standard deviation, clipped to
-``[min_tolerance, max_tolerance]`` HU). A thin bridge to a neighbour of the same intensity is cut by one opening.
+``[min_tolerance, max_tolerance]`` HU). A thin bridge to a neighbour of the same intensity is cut by one opening, and
+the boundary is then moved to the midpoint between the region's intensity and its surroundings'.
+
+How far a click reaches depends on where it is: one far from the mask's edge (a missed lesion, a wrong blob) reaches
+``radius_mm``; one just beyond the edge (a boundary correction) reaches ``min_radius_mm`` plus twice its distance to
+the edge, so a nudge does not flood the neighbourhood. A click's region keeps only the voxels nearer to it than to
+every click of the other label (``compete``).
 
 Edits run on the input grid after the model, in click order (the annotator's last click has the last word), so
 every click takes effect even where the model ignores it: a foreground click's voxel is always in the mask, a
@@ -35,6 +41,9 @@ class ClickEditSettings:
     max_tolerance: float = 60.0
     compete: bool = True
     boundary_steps: int = 2
+    adaptive: bool = True
+    depth_scale: float = 2.0
+    min_radius_mm: float = 4.0
 
 
 DEFAULT_CLICK_EDITS = ClickEditSettings()
@@ -52,13 +61,19 @@ def _distance_mm(box: tuple[slice, ...], point: np.ndarray, spacing: np.ndarray)
 
 
 def click_region(
-    image: np.ndarray, point: Sequence[float], spacing: Sequence[float], settings: ClickEditSettings
+    image: np.ndarray,
+    point: Sequence[float],
+    spacing: Sequence[float],
+    settings: ClickEditSettings,
+    radius_mm: float | None = None,
 ) -> tuple[tuple[slice, ...], np.ndarray]:
-    """The region of the click at voxel ``point`` of ``image`` (HU, ``(D, H, W)`` with ``spacing`` mm): a box of the
-    image and a boolean mask of that box (always holding the click's own voxel)."""
+    """The region of the click at voxel ``point`` of ``image`` (HU, ``(D, H, W)`` with ``spacing`` mm), within
+    ``radius_mm`` (default ``settings.radius_mm``): a box of the image and a boolean mask of that box (always holding
+    the click's own voxel)."""
     spacing_mm = np.asarray(spacing, np.float64)
     where = np.asarray(point, np.float64)
-    box = _ball_box(where, image.shape, spacing_mm, settings.radius_mm + settings.smoothing_mm * 3)
+    radius = settings.radius_mm if radius_mm is None else radius_mm
+    box = _ball_box(where, image.shape, spacing_mm, radius + settings.smoothing_mm * 3)
     crop = ndimage.gaussian_filter(
         np.asarray(image[box], np.float32), sigma=settings.smoothing_mm / spacing_mm, truncate=2.0
     )
@@ -70,13 +85,13 @@ def click_region(
     tolerance = float(
         np.clip(settings.tolerance_sigmas * texture.std(), settings.min_tolerance, settings.max_tolerance)
     )
-    similar = (np.abs(crop - reference) <= tolerance) & (distance <= settings.radius_mm)
+    similar = (np.abs(crop - reference) <= tolerance) & (distance <= radius)
     opened = ndimage.binary_opening(similar)
     candidates = opened if opened[seed] else similar
     labelled, _ = ndimage.label(candidates)
     region = labelled == labelled[seed] if labelled[seed] else np.zeros_like(candidates)
     region[seed] = True
-    return box, _grow_to_midpoint(crop, region, distance <= settings.radius_mm, settings.boundary_steps)
+    return box, _grow_to_midpoint(crop, region, distance <= radius, settings.boundary_steps)
 
 
 def _grow_to_midpoint(crop: np.ndarray, region: np.ndarray, allowed: np.ndarray, steps: int) -> np.ndarray:
@@ -96,6 +111,22 @@ def _grow_to_midpoint(crop: np.ndarray, region: np.ndarray, allowed: np.ndarray,
     return region
 
 
+def edit_radius(
+    mask: np.ndarray, point: np.ndarray, label: int, spacing_mm: np.ndarray, settings: ClickEditSettings
+) -> float:
+    """How far a click reaches: ``min_radius_mm`` plus ``depth_scale`` times its distance to the mask's other side
+    (a foreground click: the nearest masked voxel; a background click: the nearest unmasked one), at most
+    ``radius_mm``. A click just beyond a boundary nudges it; one far from any (a missed lesion, a wrong blob) reaches
+    the whole radius."""
+    box = _ball_box(point, mask.shape, spacing_mm, settings.radius_mm)
+    other = mask[box] if label == 1 else ~mask[box]
+    if not other.any():
+        return settings.radius_mm
+    seed = tuple(int(np.clip(round(p) - b.start, 0, b.stop - b.start - 1)) for p, b in zip(point, box))
+    depth = float(ndimage.distance_transform_edt(~other, sampling=spacing_mm)[seed])
+    return float(min(settings.radius_mm, settings.min_radius_mm + settings.depth_scale * depth))
+
+
 def apply_click_edits(
     probability: np.ndarray,
     image: np.ndarray,
@@ -112,7 +143,8 @@ def apply_click_edits(
     points, labels = clicks.array(), np.asarray(clicks.labels)
     changed = 0
     for point, label in zip(points, labels):
-        box, region = click_region(image, point, spacing, settings)
+        radius = edit_radius(probability > 0.5, point, label, spacing_mm, settings) if settings.adaptive else None
+        box, region = click_region(image, point, spacing, settings, radius)
         if settings.compete:
             own = _distance_mm(box, point, spacing_mm)
             for other in points[labels != label]:
