@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload pacs pacs-stop bench-accuracy bench-latency realct
+.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload pacs pacs-stop bench-accuracy bench-latency bench-clicks realct
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,19 @@ BUDGET ?= 150
 LATENCY_ARGS ?= --large
 bench-accuracy: install
 	$(PY) benchmarks/accuracy.py --budget-s $(BUDGET) --json runs/bench_accuracy/accuracy.json
+
+# Issue 15: Dice after 0/1/3/5 simulated clicks with the shipped checkpoint on data its click edits were not tuned
+# on (the held-out real abdomen, the manual RIDER lung tumour, the held-out wide phantoms), then one click round on a
+# 256x256x128 CT timed against the text-only request. Tables in runs/clicks/ (README "Clicks").
+CLICK_SETS := eval_abdomen eval_rider eval_phantom_wide
+bench-clicks: install realct
+	test -d $(GEN)/eval_abdomen || $(PY) scripts/realct_eval_folder.py --realct $(REALCT) --case ts_abdomen --out $(GEN)/eval_abdomen
+	test -d $(GEN)/eval_rider || $(PY) scripts/realct_eval_folder.py --realct $(REALCT) --case rider_lung --structure "lung tumor" --out $(GEN)/eval_rider
+	test -d $(GEN)/eval_phantom_wide || $(PY) -m textdiffseg.data.phantom --out $(GEN)/eval_phantom_wide --n 4 --seed 300 --spacing 2.5 2.5 2.5 --randomise wide --quiet
+	mkdir -p runs/clicks
+	for d in $(CLICK_SETS); do \
+		$(PY) benchmarks/clicks.py --ckpt $(DEMO_CKPT) --data $(GEN)/$$d --json runs/clicks/$$d.json > runs/clicks/$$d.md || exit 1; done
+	$(PY) benchmarks/click_round.py --json runs/clicks/click_round.json | tee runs/clicks/click_round.md
 
 bench-latency: install
 	$(PY) benchmarks/latency.py $(LATENCY_ARGS) --json runs/bench_latency/latency.json

@@ -45,7 +45,8 @@ def resized_case(data: Path, case_id: str, prompt: str, shape: tuple[int, int, i
     old = np.asarray(image.shape[1:], np.float64)
     affine = np.asarray(image.affine, np.float64).copy()
     affine[:3, :3] = affine[:3, :3] * (old / np.asarray(shape))  # same field of view, finer voxels
-    pixels = Resize(shape, mode="trilinear")(image.as_tensor())
+    resized = Resize(shape, mode="trilinear")(image.as_tensor())
+    pixels = resized.as_tensor() if isinstance(resized, MetaTensor) else resized
     truth = Resize(shape, mode="nearest")(torch.from_numpy(label[None].astype(np.float32)))[0].numpy() > 0.5
     return MetaTensor(pixels, affine=torch.from_numpy(affine)), truth
 

@@ -169,55 +169,44 @@ def _infer_calls(page, action) -> tuple[dict, bytes, str]:  # noqa: ANN001 - pla
 
 
 def test_ohif_runs_a_text_prompt_and_shows_the_segments(viewer: Viewer, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
+    with connected_page(viewer) as (page, errors):
+        assert page.evaluate(SEGMENT_STATS_JS) in (None, {}), "labelmap not empty before inference"
 
-    url = viewer.server.url
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            errors: list[str] = []
-            page.on("pageerror", lambda err: errors.append(str(err)))
-            connect_monai_label(page, url, viewer.study)
-            assert page.evaluate(SEGMENT_STATS_JS) in (None, {}), "labelmap not empty before inference"
+        page.click("text=Options / Configurations")
+        page.fill("#infertextdiffsegtext_prompt", PROMPT)
+        page.get_by_role("button", name="Confirm", exact=True).click()
+        params, body, query = _infer_calls(page, lambda: page.click("button[title='Run Segmentation']"))
+        page.wait_for_selector("text=Running Segmentation - Successful", timeout=UI_TIMEOUT_MS)
+        page.wait_for_timeout(1500)  # let the viewports repaint the labelmap before the screenshot
 
-            page.click("text=Options / Configurations")
-            page.fill("#infertextdiffsegtext_prompt", PROMPT)
-            page.get_by_role("button", name="Confirm", exact=True).click()
-            params, body, query = _infer_calls(page, lambda: page.click("button[title='Run Segmentation']"))
-            page.wait_for_selector("text=Running Segmentation - Successful", timeout=UI_TIMEOUT_MS)
-            page.wait_for_timeout(1500)  # let the viewports repaint the labelmap before the screenshot
+        assert params["text_prompt"] == PROMPT and f"image={viewer.series}" in query
+        returned = _label_counts(body, tmp_path)
+        assert set(returned) == {INDEX["liver"], INDEX["spleen"]}, returned
+        stats = page.evaluate(SEGMENT_STATS_JS)
+        shown = {name: count for name, (count, _) in stats.items()}
+        assert shown == {"liver": returned[INDEX["liver"]], "spleen": returned[INDEX["spleen"]]}, shown
+        # the overlay sits on the liver: a flipped or shifted one would average fat/gas/muscle (about 10-20 HU)
+        liver_hu = stats["liver"][1] / stats["liver"][0]
+        message = f"mean HU under OHIF's liver segment {liver_hu:.1f}, phantom liver {viewer.liver_hu:.1f}"
+        print(message)
+        assert abs(liver_hu - viewer.liver_hu) < 25, message
+        _screenshot(page, tmp_path)
 
-            assert params["text_prompt"] == PROMPT and f"image={viewer.series}" in query
-            returned = _label_counts(body, tmp_path)
-            assert set(returned) == {INDEX["liver"], INDEX["spleen"]}, returned
-            stats = page.evaluate(SEGMENT_STATS_JS)
-            shown = {name: count for name, (count, _) in stats.items()}
-            assert shown == {"liver": returned[INDEX["liver"]], "spleen": returned[INDEX["spleen"]]}, shown
-            # the overlay sits on the liver: a flipped or shifted one would average fat/gas/muscle (about 10-20 HU)
-            liver_hu = stats["liver"][1] / stats["liver"][0]
-            message = f"mean HU under OHIF's liver segment {liver_hu:.1f}, phantom liver {viewer.liver_hu:.1f}"
-            print(message)
-            assert abs(liver_hu - viewer.liver_hu) < 25, message
-            _screenshot(page, tmp_path)
-
-            # Class Prompts tab: tick "left kidney" and run. OHIF sends its vocabulary index as label_prompt plus the
-            # options set above (text_prompt), so the app segments all three; OHIF then writes only the ticked class,
-            # into voxels that are background or that class (override mode): liver and spleen stay as they were.
-            page.click("text=Class Prompts")
-            page.locator("tr", has_text="left kidney").locator("input[type=checkbox]").first.check()
-            run_class = page.locator("button[title='Run Segmentation VISTA']")
-            params, body, _ = _infer_calls(page, run_class.click)
-            assert params["label_prompt"] == [INDEX["left kidney"]] and params["text_prompt"] == PROMPT, params
-            returned = _label_counts(body, tmp_path)
-            assert set(returned) == {INDEX["liver"], INDEX["spleen"], INDEX["left kidney"]}, returned
-            page.wait_for_timeout(1500)
-            after = {name: count for name, (count, _) in page.evaluate(SEGMENT_STATS_JS).items()}
-            assert {k: after.get(k) for k in ("liver", "spleen")} == shown, after
-            assert 0 < after.get("left kidney", 0) <= returned[INDEX["left kidney"]], after
-            assert not errors, errors
-        finally:
-            browser.close()
+        # Class Prompts tab: tick "left kidney" and run. OHIF sends its vocabulary index as label_prompt plus the
+        # options set above (text_prompt), so the app segments all three; OHIF then writes only the ticked class,
+        # into voxels that are background or that class (override mode): liver and spleen stay as they were.
+        page.click("text=Class Prompts")
+        page.locator("tr", has_text="left kidney").locator("input[type=checkbox]").first.check()
+        run_class = page.locator("button[title='Run Segmentation VISTA']")
+        params, body, _ = _infer_calls(page, run_class.click)
+        assert params["label_prompt"] == [INDEX["left kidney"]] and params["text_prompt"] == PROMPT, params
+        returned = _label_counts(body, tmp_path)
+        assert set(returned) == {INDEX["liver"], INDEX["spleen"], INDEX["left kidney"]}, returned
+        page.wait_for_timeout(1500)
+        after = {name: count for name, (count, _) in page.evaluate(SEGMENT_STATS_JS).items()}
+        assert {k: after.get(k) for k in ("liver", "spleen")} == shown, after
+        assert 0 < after.get("left kidney", 0) <= returned[INDEX["left kidney"]], after
+        assert not errors, errors
 
 
 # Moves the axial viewport to the plane of a world point (LPS mm) and returns where that point is on the page.
@@ -245,9 +234,46 @@ def test_ohif_point_prompts_one_click_on_a_missed_tumour_segments_it(viewer: Vie
     """Point Prompts tab: the liver tumour the text prompt misses, one foreground click on it, Run: OHIF sends the
     click as ``points``/``point_labels``/``label_prompt`` to ``textdiffseg_clicks`` and shows the answer on the
     tumour."""
+    tumour = viewer.tumour
+    with connected_page(viewer) as (page, errors):
+        page.locator("label.tab-label", has_text="Point Prompts").click()
+        page.locator("tr.clickable-row").filter(has=page.get_by_text("liver tumor", exact=True)).click()
+        x, y = page.evaluate(AXIAL_POINT_ON_PAGE_JS, tumour.world_lps)
+        page.mouse.click(x, y)
+        # Run reads the probe annotations: wait until the click's marker is drawn (its circle in the SVG layer)
+        page.wait_for_function(PROBE_DRAWN_JS, timeout=UI_TIMEOUT_MS)
+        run = page.locator("button[title='Run PointPrompts']")
+        params, body, query = _infer_calls(page, run.click)
+        page.wait_for_selector("text=Running Inference for Point Prompts - Successful", timeout=UI_TIMEOUT_MS)
+        page.wait_for_timeout(1500)
+
+        assert "/infer/textdiffseg_clicks" in query, query
+        assert params["label_prompt"] == [INDEX["liver tumor"]] and params["point_labels"] == [1], params
+        (point,) = params["points"]
+        path = tmp_path / "clicked.nrrd"
+        path.write_bytes(body)
+        answer, _ = nrrd.read(str(path))
+        assert answer[tuple(point)] == INDEX["liver tumor"], (point, answer[tuple(point)])
+        returned = int((answer == INDEX["liver tumor"]).sum())
+        stats = page.evaluate(SEGMENT_STATS_JS)
+        count, hu_sum = stats["liver tumor"]
+        message = (
+            f"OHIF's liver tumor segment: {count} voxels (answer {returned}, truth {tumour.voxels}), "
+            f"mean {hu_sum / count:.1f} HU (tumour {tumour.hu:.1f}, liver {viewer.liver_hu:.1f})"
+        )
+        print(message)
+        assert count == returned and 0.4 * tumour.voxels <= count <= 2.5 * tumour.voxels, message
+        # on the tumour, not the liver around it: its mean HU is nearer the tumour's than the liver's
+        assert abs(hu_sum / count - tumour.hu) < abs(hu_sum / count - viewer.liver_hu), message
+        assert not errors, errors
+        _screenshot(page, tmp_path, "ohif_point_prompt.png")
+
+
+@contextlib.contextmanager
+def connected_page(viewer: Viewer) -> Iterator[tuple[object, list[str]]]:
+    """A Chromium page on OHIF's MONAI Label mode, connected to the viewer's server, and the page errors it raised."""
     from playwright.sync_api import sync_playwright
 
-    tumour = viewer.tumour
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
@@ -255,37 +281,7 @@ def test_ohif_point_prompts_one_click_on_a_missed_tumour_segments_it(viewer: Vie
             errors: list[str] = []
             page.on("pageerror", lambda err: errors.append(str(err)))
             connect_monai_label(page, viewer.server.url, viewer.study)
-            page.locator("label.tab-label", has_text="Point Prompts").click()
-            page.locator("tr.clickable-row").filter(has=page.get_by_text("liver tumor", exact=True)).click()
-            x, y = page.evaluate(AXIAL_POINT_ON_PAGE_JS, tumour.world_lps)
-            page.mouse.click(x, y)
-            # Run reads the probe annotations: wait until the click's marker is drawn (its circle in the SVG layer)
-            page.wait_for_function(PROBE_DRAWN_JS, timeout=UI_TIMEOUT_MS)
-            run = page.locator("button[title='Run PointPrompts']")
-            params, body, query = _infer_calls(page, run.click)
-            page.wait_for_selector("text=Running Inference for Point Prompts - Successful", timeout=UI_TIMEOUT_MS)
-            page.wait_for_timeout(1500)
-
-            assert "/infer/textdiffseg_clicks" in query, query
-            assert params["label_prompt"] == [INDEX["liver tumor"]] and params["point_labels"] == [1], params
-            (point,) = params["points"]
-            path = tmp_path / "clicked.nrrd"
-            path.write_bytes(body)
-            answer, _ = nrrd.read(str(path))
-            assert answer[tuple(point)] == INDEX["liver tumor"], (point, answer[tuple(point)])
-            returned = int((answer == INDEX["liver tumor"]).sum())
-            stats = page.evaluate(SEGMENT_STATS_JS)
-            count, hu_sum = stats["liver tumor"]
-            message = (
-                f"OHIF's liver tumor segment: {count} voxels (answer {returned}, truth {tumour.voxels}), "
-                f"mean {hu_sum / count:.1f} HU (tumour {tumour.hu:.1f}, liver {viewer.liver_hu:.1f})"
-            )
-            print(message)
-            assert count == returned and 0.4 * tumour.voxels <= count <= 2.5 * tumour.voxels, message
-            # on the tumour, not the liver around it: its mean HU is nearer the tumour's than the liver's
-            assert abs(hu_sum / count - tumour.hu) < abs(hu_sum / count - viewer.liver_hu), message
-            assert not errors, errors
-            _screenshot(page, tmp_path, "ohif_point_prompt.png")
+            yield page, errors
         finally:
             browser.close()
 
