@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from textdiffseg.data.label_maps import targets_from_label_names
 from textdiffseg.label_info import label_info_names, targets_from_label_info
 
 
@@ -41,3 +42,8 @@ def test_later_entries_win_and_non_containers_name_nothing() -> None:
 def test_targets_drop_background_names_and_lower_free_text() -> None:
     info = [{"name": "Background", "idx": 1}, {"name": "Mystery Organ", "idx": 2}]
     assert targets_from_label_info(info) == {"mystery organ": (2,)}
+
+
+def test_label_names_keep_the_vocabulary_spelling_and_group_without_case() -> None:
+    targets = targets_from_label_names({1: "t12 VERTEBRA", 2: "Liver", 3: "liver tumor", 4: "My Lesion"})
+    assert targets == {"T12 vertebra": (1,), "liver": (2, 3), "liver tumor": (3,), "my lesion": (4,)}

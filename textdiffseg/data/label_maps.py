@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from textdiffseg.data.vocabulary import PromptVocabulary
+
 # Phantom label values written by textdiffseg.data.phantom (integer label map).
 PHANTOM_LABEL_NAMES: Mapping[int, str] = MappingProxyType(
     {
@@ -75,9 +77,15 @@ def targets_from_label_names(names: Mapping[int, str]) -> dict[str, tuple[int, .
     """Targets of a label map whose values carry free names (MONAI Label ``label_info``: ``{idx: name}``).
 
     Each name is its own target; an organ also covers the lesions named after it ("liver" includes the value of
-    "liver tumor"), as in the MSD and phantom maps above.
+    "liver tumor"), as in the MSD and phantom maps above. Names are matched without case and written in lower case,
+    except the vocabulary's own names, which keep its spelling ("t12 vertebra" -> "T12 vertebra").
     """
-    cleaned = {int(v): str(n).strip().lower() for v, n in names.items() if int(v) != 0 and str(n).strip()}
+    spelling = {entry.name.lower(): entry.name for entry in PromptVocabulary.load().entries}
+    cleaned = {
+        int(v): spelling.get(str(n).strip().lower(), str(n).strip().lower())
+        for v, n in names.items()
+        if int(v) != 0 and str(n).strip()
+    }
     targets: dict[str, set[int]] = {}
     for value, name in cleaned.items():
         targets.setdefault(name, set()).add(value)
