@@ -85,3 +85,11 @@ def test_a_click_just_beyond_the_mask_nudges_its_edge_only() -> None:
     apply_click_edits(probability, image, Clicks.of([(24, 22, 16)]), SPACING)  # 3 mm beyond it: reach 4 + 2 x 3 mm
     added = np.argwhere((probability > 0.5) & (np.arange(SHAPE[1]) >= 20)[None, :, None])
     assert len(added) and _distance_mm(added, (24, 22, 16)).max() <= 10.0
+
+
+def test_the_edited_voxels_become_certain() -> None:
+    image, organ, _ = _ct()
+    probability = np.zeros(SHAPE, np.float32)
+    uncertainty = np.full(SHAPE, 0.5, np.float32)
+    apply_click_edits(probability, image, Clicks.of([(16, 16, 16)]), SPACING, uncertainty=uncertainty)
+    assert (uncertainty[probability > 0.5] == 0).all() and (uncertainty[probability <= 0.5] == 0.5).all()

@@ -133,10 +133,12 @@ def apply_click_edits(
     clicks: Clicks,
     spacing: Sequence[float],
     settings: ClickEditSettings | None = None,
+    uncertainty: np.ndarray | None = None,
 ) -> int:
     """Edit one prompt's ``probability`` map (``(D, H, W)``, in place) by its clicks on ``image`` (the same grid, in
     HU): a foreground click's region is set to 1, a background click's to 0, in click order; with
     ``settings.compete`` a click's region keeps only the voxels nearer to it than to every click of the other label.
+    The ``uncertainty`` map of the prompt, if given, is set to 0 there (the annotator decided those voxels).
     Returns the number of voxels whose mask changed."""
     settings = settings or DEFAULT_CLICK_EDITS
     spacing_mm = np.asarray(spacing, np.float64)
@@ -153,4 +155,6 @@ def apply_click_edits(
         value = 1.0 if label == 1 else 0.0
         changed += int(((target > 0.5) != (value > 0.5))[region].sum())
         target[region] = value
+        if uncertainty is not None:
+            uncertainty[box][region] = 0.0
     return changed

@@ -262,7 +262,7 @@ class WholeVolumePipeline:
             probability,
             uncertainty,
         )
-        edited = self.edit_by_clicks(original, probability, clicks if clicked else None)
+        edited = self.edit_by_clicks(original, probability, uncertainty, clicks if clicked else None)
         label_map = label_map_from_probabilities(probability, values)
         affine = np.asarray(original.affine)
         return Prediction(
@@ -277,15 +277,17 @@ class WholeVolumePipeline:
             edited_voxels=edited,
         )
 
-    def edit_by_clicks(self, image: MetaTensor, probability: np.ndarray, clicks: PromptClicks | None) -> list[int]:
-        """Each prompt's clicks edit its map on the input grid in place (none when click edits are off); returns
-        the voxels changed per prompt."""
+    def edit_by_clicks(
+        self, image: MetaTensor, probability: np.ndarray, uncertainty: np.ndarray, clicks: PromptClicks | None
+    ) -> list[int]:
+        """Each prompt's clicks edit its maps on the input grid in place (none when click edits are off); the edited
+        voxels become certain. Returns the voxels changed per prompt."""
         if self.click_edits is None or clicks is None:
             return [0] * len(probability)
         hu = image[0].detach().cpu().numpy()
         spacing = np.sqrt((np.asarray(image.affine, np.float64)[:3, :3] ** 2).sum(axis=0))
         return [
-            apply_click_edits(probability[i], hu, one, spacing, self.click_edits) if one else 0
+            apply_click_edits(probability[i], hu, one, spacing, self.click_edits, uncertainty[i]) if one else 0
             for i, one in enumerate(clicks)
         ]
 
