@@ -14,6 +14,7 @@ from monai.data import MetaTensor
 from textdiffseg import train
 from textdiffseg.checkpoint import load_checkpoint, save_checkpoint
 from textdiffseg.click_branch import add_click_branch
+from textdiffseg.click_edit import DEFAULT_CLICK_EDITS
 from textdiffseg.click_simulation import component_centre, error_clicks
 from textdiffseg.click_training import ClickPlanner, simulated_click_maps
 from textdiffseg.clicks import (
@@ -267,3 +268,17 @@ def test_predict_refuses_bad_clicks(tiny_encoder) -> None:  # noqa: ANN001
         image, ["liver"], clicks=[Clicks.of([(1, 1, 1)])]
     )
     assert edited.label_map[1, 1, 1] == 1 and edited.edited_voxels[0] > 0  # the click edit took it
+
+
+def test_text_only_answers_are_the_same_with_click_edits_on_or_off(tiny_encoder) -> None:  # noqa: ANN001
+    torch.manual_seed(0)
+    config = tiny_config(text_encoder=tiny_encoder.name, text_hidden_size=tiny_encoder.hidden_size, sampling_steps=1)
+    model = TextDiffSeg(config)
+    image = MetaTensor(torch.randn(1, 20, 20, 20) * 100, affine=torch.diag(torch.tensor([6.0, 6.0, 6.0, 1.0])))
+    answers = [
+        Segmenter(model, tiny_encoder, unknown_below=None, click_edits=edits).predict(image, ["liver", "spleen"])
+        for edits in (DEFAULT_CLICK_EDITS, None)
+    ]
+    np.testing.assert_array_equal(answers[0].probability, answers[1].probability)
+    np.testing.assert_array_equal(answers[0].label_map, answers[1].label_map)
+    assert answers[0].edited_voxels == [0, 0]
