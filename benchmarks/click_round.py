@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from clicks import click_rounds  # benchmarks/clicks.py (this script's folder is on sys.path)
 from monai.data import MetaTensor
+from monai.data.utils import affine_to_spacing
 from monai.transforms import EnsureChannelFirst, LoadImage, Resize
 
 from textdiffseg.checkpoint import load_for_inference
 from textdiffseg.click_edit import apply_click_edits
-from textdiffseg.click_simulation import next_click
-from textdiffseg.clicks import Clicks
 from textdiffseg.data.folders import load_folder
 from textdiffseg.inference import Segmenter
 from textdiffseg.model_scores import dice
@@ -49,16 +49,6 @@ def resized_case(data: Path, case_id: str, prompt: str, shape: tuple[int, int, i
     pixels = resized.as_tensor() if isinstance(resized, MetaTensor) else resized
     truth = Resize(shape, mode="nearest")(torch.from_numpy(label[None].astype(np.float32)))[0].numpy() > 0.5
     return MetaTensor(pixels, affine=torch.from_numpy(affine)), truth
-
-
-def annotator_clicks(segmenter: Segmenter, image: MetaTensor, prompt: str, truth: np.ndarray, count: int) -> Clicks:
-    """``count`` clicks, each from the errors of the mask the previous ones gave."""
-    clicks = Clicks((), ())
-    mask = segmenter.predict(image, [prompt]).probability[0] > 0.5
-    for _ in range(count):
-        clicks = clicks + next_click(mask, truth)
-        mask = segmenter.predict(image, [prompt], clicks=[clicks]).probability[0] > 0.5
-    return clicks
 
 
 def seconds(call: Callable[[], object]) -> float:
@@ -84,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     model, encoder = load_for_inference(a.ckpt)
     segmenter = Segmenter(model, encoder)
     with torch.inference_mode():
-        clicks = annotator_clicks(segmenter, image, a.prompt, truth, a.clicks)
+        *_, (clicks, _) = click_rounds(segmenter, image, a.prompt, truth, a.clicks)
         text_only = segmenter.predict(image, [a.prompt])
         clicked = segmenter.predict(image, [a.prompt], clicks=[clicks])
-        spacing = np.sqrt((np.asarray(image.affine, np.float64)[:3, :3] ** 2).sum(axis=0))
+        spacing = affine_to_spacing(np.asarray(image.affine, np.float64))
         hu = image[0].numpy()
         timings = {"text": [], "clicked": [], "edits": []}
         text_request = partial(segmenter.predict, image, [a.prompt])

@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,20 +34,25 @@ from textdiffseg.model_scores import dice
 REPORTED = (0, 1, 3, 5)
 
 
-def click_curve(segmenter: Segmenter, image: object, prompt: str, truth: np.ndarray, rounds: int) -> dict[int, float]:
-    """Dice after 0..``rounds`` clicks, each from the errors of the mask the previous clicks gave."""
+def click_rounds(
+    segmenter: Segmenter, image: object, prompt: str, truth: np.ndarray, rounds: int
+) -> Iterator[tuple[Clicks, np.ndarray]]:
+    """The clicks so far and the mask they give, after 0..``rounds`` clicks: each click from the errors of the mask
+    the previous ones gave (a perfect mask gets no more clicks and stays)."""
     clicks = Clicks((), ())
-    prediction = segmenter.predict(image, [prompt]).probability[0] > 0.5
-    curve = {0: dice(prediction, truth)}
-    for n in range(1, rounds + 1):
-        click = next_click(prediction, truth)
-        if not len(click):  # perfect: nothing left to click
-            curve[n] = curve[n - 1]
-            continue
-        clicks = clicks + click
-        prediction = segmenter.predict(image, [prompt], clicks=[clicks]).probability[0] > 0.5
-        curve[n] = dice(prediction, truth)
-    return curve
+    mask = segmenter.predict(image, [prompt]).probability[0] > 0.5
+    yield clicks, mask
+    for _ in range(rounds):
+        click = next_click(mask, truth)
+        if len(click):
+            clicks = clicks + click
+            mask = segmenter.predict(image, [prompt], clicks=[clicks]).probability[0] > 0.5
+        yield clicks, mask
+
+
+def click_curve(segmenter: Segmenter, image: object, prompt: str, truth: np.ndarray, rounds: int) -> dict[int, float]:
+    """Dice after 0..``rounds`` clicks (:func:`click_rounds`)."""
+    return {n: dice(mask, truth) for n, (_, mask) in enumerate(click_rounds(segmenter, image, prompt, truth, rounds))}
 
 
 def run(ckpt: Path, data: Path, cases: int | None, structures: list[str], rounds: int, edits: bool = True) -> dict:

@@ -79,9 +79,7 @@ def test_a_click_just_beyond_the_mask_nudges_its_edge_only() -> None:
     image = np.full(SHAPE, 50.0, np.float32)  # one flat region: without the adaptive reach it would fill 20 mm
     probability = np.zeros(SHAPE, np.float32)
     probability[:, :20, :] = 1.0  # the mask ends at row 19
-    assert (
-        edit_radius(probability > 0.5, np.array([24.0, 22.0, 16.0]), 1, np.array(SPACING), DEFAULT_CLICK_EDITS) == 10.0
-    )
+    assert edit_radius(probability, np.array([24.0, 22.0, 16.0]), 1, np.array(SPACING), DEFAULT_CLICK_EDITS) == 10.0
     apply_click_edits(probability, image, Clicks.of([(24, 22, 16)]), SPACING)  # 3 mm beyond it: reach 4 + 2 x 3 mm
     added = np.argwhere((probability > 0.5) & (np.arange(SHAPE[1]) >= 20)[None, :, None])
     assert len(added) and _distance_mm(added, (24, 22, 16)).max() <= 10.0

@@ -55,6 +55,11 @@ def _ball_box(point: np.ndarray, shape: Sequence[int], spacing: np.ndarray, radi
     return tuple(slice(max(0, c - r), min(s, c + r + 1)) for c, r, s in zip(centre, reach, shape))
 
 
+def _seed(box: tuple[slice, ...], point: np.ndarray) -> tuple[int, int, int]:
+    """The click's voxel as an index into ``box``."""
+    return tuple(int(np.clip(round(p) - b.start, 0, b.stop - b.start - 1)) for p, b in zip(point, box))  # type: ignore[return-value]
+
+
 def _distance_mm(box: tuple[slice, ...], point: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     axes = [(np.arange(b.start, b.stop) - p) * s for b, p, s in zip(box, point, spacing)]
     return np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2)
@@ -78,7 +83,7 @@ def click_region(
         np.asarray(image[box], np.float32), sigma=settings.smoothing_mm / spacing_mm, truncate=2.0
     )
     distance = _distance_mm(box, where, spacing_mm)
-    seed = tuple(int(np.clip(round(p) - b.start, 0, b.stop - b.start - 1)) for p, b in zip(where, box))
+    seed = _seed(box, where)
     near = distance <= max(settings.reference_mm, float(spacing_mm.max()) / 2)
     reference = float(np.median(crop[near])) if near.any() else float(crop[seed])
     texture = crop[distance <= settings.texture_mm]
@@ -112,18 +117,18 @@ def _grow_to_midpoint(crop: np.ndarray, region: np.ndarray, allowed: np.ndarray,
 
 
 def edit_radius(
-    mask: np.ndarray, point: np.ndarray, label: int, spacing_mm: np.ndarray, settings: ClickEditSettings
+    probability: np.ndarray, point: np.ndarray, label: int, spacing_mm: np.ndarray, settings: ClickEditSettings
 ) -> float:
-    """How far a click reaches: ``min_radius_mm`` plus ``depth_scale`` times its distance to the mask's other side
-    (a foreground click: the nearest masked voxel; a background click: the nearest unmasked one), at most
-    ``radius_mm``. A click just beyond a boundary nudges it; one far from any (a missed lesion, a wrong blob) reaches
-    the whole radius."""
-    box = _ball_box(point, mask.shape, spacing_mm, settings.radius_mm)
-    other = mask[box] if label == 1 else ~mask[box]
+    """How far a click reaches: ``min_radius_mm`` plus ``depth_scale`` times its distance to the other side of the
+    mask (``probability > 0.5``; a foreground click: the nearest masked voxel; a background click: the nearest
+    unmasked one), at most ``radius_mm``. A click just beyond a boundary nudges it; one far from any (a missed lesion,
+    a wrong blob) reaches the whole radius. Only the ball around the click is looked at."""
+    box = _ball_box(point, probability.shape, spacing_mm, settings.radius_mm)
+    mask = probability[box] > 0.5
+    other = mask if label == 1 else ~mask
     if not other.any():
         return settings.radius_mm
-    seed = tuple(int(np.clip(round(p) - b.start, 0, b.stop - b.start - 1)) for p, b in zip(point, box))
-    depth = float(ndimage.distance_transform_edt(~other, sampling=spacing_mm)[seed])
+    depth = float(ndimage.distance_transform_edt(~other, sampling=spacing_mm)[_seed(box, point)])
     return float(min(settings.radius_mm, settings.min_radius_mm + settings.depth_scale * depth))
 
 
@@ -145,7 +150,7 @@ def apply_click_edits(
     points, labels = clicks.array(), np.asarray(clicks.labels)
     changed = 0
     for point, label in zip(points, labels):
-        radius = edit_radius(probability > 0.5, point, label, spacing_mm, settings) if settings.adaptive else None
+        radius = edit_radius(probability, point, label, spacing_mm, settings) if settings.adaptive else None
         box, region = click_region(image, point, spacing, settings, radius)
         if settings.compete:
             own = _distance_mm(box, point, spacing_mm)

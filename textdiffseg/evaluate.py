@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.data.utils import affine_to_spacing
 from monai.metrics import compute_dice, compute_hausdorff_distance
 from monai.transforms import EnsureChannelFirst, LoadImage
 
@@ -67,7 +68,7 @@ def evaluate_cases(segmenter: Segmenter, cases: list[LabelledCase]) -> dict[str,
     for case in cases:
         image = channel_first(loader(str(case.image)))
         label = np.asarray(loader(str(case.label))).round().astype(np.int32)
-        spacing = tuple(float(s) for s in np.sqrt((np.asarray(image.affine)[:3, :3] ** 2).sum(0)))
+        spacing = tuple(float(s) for s in affine_to_spacing(np.asarray(image.affine, np.float64)))
         names = sorted(case.targets)
         prediction = segmenter.predict(image, names)
         for i, name in enumerate(names):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.data.utils import dense_patch_slices
+from monai.data.utils import affine_to_spacing, dense_patch_slices
 from monai.inferers import sliding_window_inference
 from monai.transforms import Orientation, Spacing
 
@@ -129,7 +129,7 @@ def check_image(image: MetaTensor, spacing: tuple[float, float, float], max_voxe
         raise InvalidInputError(f"expected a 3D volume, got a {tuple(image.shape[1:])} image (a 2D slice?)")
     if not torch.isfinite(image).all():
         raise InvalidInputError("image contains NaN or infinite values")
-    zooms = np.sqrt((np.asarray(image.affine, dtype=float)[:3, :3] ** 2).sum(0))
+    zooms = affine_to_spacing(np.asarray(image.affine, np.float64))
     if not np.all((zooms >= MIN_SPACING_MM) & (zooms <= MAX_SPACING_MM)):
         raise InvalidInputError(
             f"voxel spacing {tuple(np.round(zooms, 4))} mm is outside {MIN_SPACING_MM:g}-{MAX_SPACING_MM:g} mm"
@@ -285,7 +285,7 @@ class WholeVolumePipeline:
         if self.click_edits is None or clicks is None:
             return [0] * len(probability)
         hu = image[0].detach().cpu().numpy()
-        spacing = np.sqrt((np.asarray(image.affine, np.float64)[:3, :3] ** 2).sum(axis=0))
+        spacing = affine_to_spacing(np.asarray(image.affine, np.float64))
         return [
             apply_click_edits(probability[i], hu, one, spacing, self.click_edits, uncertainty[i]) if one else 0
             for i, one in enumerate(clicks)

@@ -81,11 +81,11 @@ def targets_from_label_names(names: Mapping[int, str]) -> dict[str, tuple[int, .
     except the vocabulary's own names, which keep its spelling ("t12 vertebra" -> "T12 vertebra").
     """
     spelling = {entry.name.lower(): entry.name for entry in PromptVocabulary.load().entries}
-    cleaned = {
-        int(v): spelling.get(str(n).strip().lower(), str(n).strip().lower())
-        for v, n in names.items()
-        if int(v) != 0 and str(n).strip()
-    }
+    cleaned: dict[int, str] = {}
+    for value, name in names.items():
+        key = str(name).strip().lower()
+        if int(value) != 0 and key:
+            cleaned[int(value)] = spelling.get(key, key)
     targets: dict[str, set[int]] = {}
     for value, name in cleaned.items():
         targets.setdefault(name, set()).add(value)
