@@ -3,6 +3,8 @@ mask and a warning (packaged MiniLM encoder); checkpoints record what they were 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -98,3 +100,21 @@ def test_unknown_prompts_skip_the_model_but_count_in_the_budget(default_encoder)
     segmenter.predict(image, ["banana"])
     assert calls == [["liver"]], "no model call when no prompt is known"
     assert Segmenter(model, default_encoder, unknown_below=None).predict(image, ["banana"]).matches is None
+
+
+def test_a_narrowed_run_records_only_what_it_trains_when_told_to_forget(  # noqa: ANN001
+    tmp_path: Path, train_phantom_dir: Path, tiny_encoder
+) -> None:
+    from textdiffseg.train_loop import TrainOptions, run_training
+
+    def tiny_run(out: Path, structures: tuple[str, ...], **kwargs: object) -> tuple[str, ...]:
+        opts = TrainOptions(data=train_phantom_dir, out=out, steps=2, preset="tiny", prompts_per_volume=2,
+                            progress=False, structures=structures, **kwargs)  # type: ignore[arg-type]
+        run_training(opts, encoder=tiny_encoder)
+        return trained_structures(load_checkpoint(out / "model.pt", tiny_encoder)[0].config)
+
+    assert tiny_run(tmp_path / "first", ("liver", "spleen")) == ("liver", "spleen")
+    first = tmp_path / "first" / "model.pt"
+    assert tiny_run(tmp_path / "union", ("liver", "pancreas"), init_from=first) == ("liver", "pancreas", "spleen")
+    narrowed = tiny_run(tmp_path / "narrowed", ("liver", "pancreas"), init_from=first, forget_untrained=True)
+    assert narrowed == ("liver", "pancreas"), "spleen, no longer trained, is no longer claimed"

@@ -82,6 +82,10 @@ def options_to_argv(opts: TrainOptions) -> list[str]:
         argv += ["--workers", str(opts.workers)]
     if opts.click_fraction:
         argv += ["--click-fraction", repr(opts.click_fraction)]
+    if opts.exclusion_fraction:
+        argv += ["--exclusion-fraction", repr(opts.exclusion_fraction)]
+    if opts.forget_untrained:
+        argv.append("--forget-untrained")
     return argv
 
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from monai.losses import DiceCELoss
 
 ABSENT_REFERENCE_FRACTION = 0.01
+UNKNOWN = -1.0  # a target voxel that is not supervised (exclusion prompts)
 
 
 def absent_penalty(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -23,6 +24,22 @@ def absent_penalty(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     painted = torch.sigmoid(logits[empty]).flatten(1).sum(1)
     reference = ABSENT_REFERENCE_FRACTION * logits[0].numel()
     return (painted / (painted + reference)).sum() / target.shape[0]
+
+
+def exclusion_penalty(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over prompts of ``V / (V + R) + BCE`` on the known voxels (target 0) only; unknown ones (-1) are ignored.
+
+    An exclusion prompt asks for a structure the case does not annotate, on a patch whose voxels of other, disjoint
+    structures are known not to be it ("liver" on a chest CT's labelled lungs). V is the soft volume painted there,
+    R 1 % of the patch, as in :func:`absent_penalty`.
+    """
+    known = (target >= 0).float()
+    prob = torch.sigmoid(logits)
+    painted = (prob * known).flatten(1).sum(1)
+    reference = ABSENT_REFERENCE_FRACTION * logits[0].numel()
+    bce = F.binary_cross_entropy_with_logits(logits, target.clamp(min=0.0), weight=known, reduction="none")
+    bce = bce.flatten(1).sum(1) / known.flatten(1).sum(1).clamp_min(1.0)
+    return (painted / (painted + reference) + bce).mean()
 
 
 class JointLoss:
@@ -51,9 +68,25 @@ class JointLoss:
         denoiser_output: torch.Tensor,
         denoiser_target: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """Return ``{"loss", "seg", "recon", "denoise"}``; only ``loss`` is meant for backward."""
-        seg = self.seg(logits, target)
-        recon = self.seg(recon_logits, target)
-        denoise = F.mse_loss(denoiser_output, denoiser_target)
+        """Return ``{"loss", "seg", "recon", "denoise"}``; only ``loss`` is meant for backward.
+
+        A target voxel of ``UNKNOWN`` (-1) is not supervised. A prompt whose target has unknown voxels is an
+        exclusion prompt (:class:`textdiffseg.train_data.PromptedPatchSampler`): only :func:`exclusion_penalty` on
+        its known (negative) voxels, no reconstruction or denoising term (its true mask, hence its latent, is unknown).
+        """
+        partial = (target < 0).flatten(1).any(1)
+        full = ~partial
+        zero = logits.sum() * 0.0
+        n = target.shape[0]
+        seg = zero
+        recon = zero
+        denoise = zero
+        if bool(full.any()):
+            share = float(full.sum()) / n
+            seg = seg + share * self.seg(logits[full], target[full])
+            recon = self.seg(recon_logits[full], target[full])
+            denoise = F.mse_loss(denoiser_output[full], denoiser_target[full])
+        if bool(partial.any()):
+            seg = seg + float(partial.sum()) / n * exclusion_penalty(logits[partial], target[partial])
         total = seg + self.recon_weight * recon + self.denoise_weight * denoise
         return {"loss": total, "seg": seg.detach(), "recon": recon.detach(), "denoise": denoise.detach()}

@@ -104,6 +104,19 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         help="train only on this structure name (repeatable; default: all annotated)",
     )
     p.add_argument(
+        "--exclusion-fraction",
+        type=float,
+        default=0.0,
+        help="share of prompts asking for a structure a case does not annotate, supervised only on its voxels of "
+        "other, disjoint structures (partial labels: 'liver' is not in a chest CT's labelled lungs; default 0)",
+    )
+    p.add_argument(
+        "--forget-untrained",
+        action="store_true",
+        help="the checkpoint records only the structures this run trains, not those its --init-from model knew "
+        "(a model narrowed with --structure loses the rest; their prompts then get an empty mask and a warning)",
+    )
+    p.add_argument(
         "--ablation",
         action="append",
         choices=sorted(ABLATIONS),
@@ -132,6 +145,8 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         p.error("--foreground-fraction must be between 0 and 1")
     if not 0.0 <= a.click_fraction <= 1.0:
         p.error("--click-fraction must be between 0 and 1")
+    if not 0.0 <= a.exclusion_fraction <= 1.0:
+        p.error("--exclusion-fraction must be between 0 and 1")
     if not 0.0 <= a.prior_miss_rate <= 1.0:
         p.error("--prior-miss-rate must be between 0 and 1")
     if a.data_weight and (len(a.data_weight) != len(a.data) or min(a.data_weight) < 0 or sum(a.data_weight) <= 0):
@@ -148,6 +163,8 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         global_batch=a.global_batch,
         negative_fraction=a.negative_fraction,
         structures=tuple(a.structure),
+        forget_untrained=a.forget_untrained,
+        exclusion_fraction=a.exclusion_fraction,
         ablations=tuple(a.ablation),
         init_from=a.init_from,
         resume=a.resume,

@@ -23,6 +23,8 @@ from textdiffseg.config import ModelConfig
 from textdiffseg.data.folders import LabelledCase
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.intensity import HUWindows
+from textdiffseg.losses import UNKNOWN
+from textdiffseg.postprocess import LESION_ORGAN
 
 MIN_TARGET_VOXELS = 3  # a structure with fewer voxels at the model spacing counts as absent
 AIR_HU = -1024.0  # what HU patches are padded with where a case is smaller than the patch
@@ -109,6 +111,14 @@ def random_crop(
     return image[(slice(None), *box)], label[box]
 
 
+LESION_WORDS = ("tumor", "tumour", "cyst", "lesion", "nodule", "mass", "metasta")
+
+
+def is_lesion(name: str) -> bool:
+    """A lesion prompt (the built-in ones of :data:`textdiffseg.postprocess.LESION_ORGAN`, or a free name saying so)."""
+    return name in LESION_ORGAN or any(word in name.lower() for word in LESION_WORDS)
+
+
 class PromptedPatchSampler:
     """Draws (image patch, prompts, target masks) with prompt paraphrases and negative (absent-structure) prompts.
 
@@ -120,7 +130,17 @@ class PromptedPatchSampler:
     uniform). ``foreground_fraction`` of the patches are centred on a random voxel of a structure the case
     contains, and that structure is the patch's first prompt (nnU-Net oversamples foreground for a third of its
     patches); the others are uniform boxes. ``augment`` (:class:`textdiffseg.augment.PatchAugmenter`) augments every
-    patch. With the defaults the sampler draws exactly what it drew before these options existed.
+    patch.
+
+    ``exclusion_fraction`` of the prompts (where a case allows one) are *exclusion prompts*: a structure this case
+    does not annotate, supervised only where the case's labels say it is not (partial-label training, as in
+    multi-dataset segmenters): the voxels of the structures the case does annotate that are disjoint from it. Two
+    structures are disjoint when at least one case annotates both and no such case gives them a common label value
+    (liver and left lung, not kidney and left kidney; never two that no case annotates together); lesions are never
+    excluded (:func:`is_lesion`: a tumour may lie in an organ whose label does not name it). So a chest CT
+    labelled only for lungs, ribs and spine still teaches that "liver" is not in its lungs. The target is
+    :data:`textdiffseg.losses.UNKNOWN` elsewhere. With the defaults the sampler draws exactly what it drew before
+    these options existed.
     """
 
     def __init__(
@@ -135,6 +155,7 @@ class PromptedPatchSampler:
         case_weights: Sequence[float] | None = None,
         foreground_fraction: float = 0.0,
         augment: PatchAugmenter | None = None,
+        exclusion_fraction: float = 0.0,
     ) -> None:
         if not cases:
             raise ValueError("no training cases")
@@ -165,6 +186,32 @@ class PromptedPatchSampler:
         self.prompts_per_volume = prompts_per_volume
         self.negative_fraction = negative_fraction
         self.rng = random.Random(seed)
+        if not 0.0 <= exclusion_fraction <= 1.0:
+            raise ValueError("exclusion_fraction must be between 0 and 1")
+        self.exclusion_fraction = exclusion_fraction
+        self._exclusions = self._exclusion_sources() if exclusion_fraction else [{} for _ in cases]
+
+    def _exclusion_sources(self) -> list[dict[str, tuple[int, ...]]]:
+        """Per case: each structure it does not annotate -> the label values known not to be it (see the class)."""
+        together: dict[tuple[str, str], bool] = {}  # (a, b) annotated together somewhere -> always disjoint there
+        for case in self.cases:
+            for a, values_a in case.targets.items():
+                for b, values_b in case.targets.items():
+                    if a != b:
+                        disjoint = not set(values_a) & set(values_b)
+                        together[a, b] = together.get((a, b), True) and disjoint
+        prompted = set(self.prompted_structures)
+        sources = []
+        for case in self.cases:
+            known = {}
+            for name in sorted(prompted - set(case.targets)):
+                if is_lesion(name):  # a lesion may lie in any organ whose label does not name it
+                    continue
+                values = {v for other in case.present if together.get((name, other)) for v in case.targets[other]}
+                if values:
+                    known[name] = tuple(sorted(values))
+            sources.append(known)
+        return sources
 
     def reseed(self, seed: int) -> None:
         """Restart the sampler's draws (and its augmenter's) from ``seed``: each background worker gets its own."""
@@ -210,7 +257,26 @@ class PromptedPatchSampler:
             names.append(self.rng.choice(negatives if use_negative else positives))
         if focus is not None:
             names[0] = focus
+        exclusions = self._exclusions[index]
+        excluded = [  # the focus structure (first prompt) stays
+            bool(exclusions) and not (focus is not None and k == 0) and self.rng.random() < self.exclusion_fraction
+            for k in range(len(names))
+        ]
+        for k in range(len(names)):
+            if excluded[k]:
+                names[k] = self.rng.choice(sorted(exclusions))
         prompts = [self.vocabulary.sample_prompt(n, self.rng) if n in self.vocabulary.names else n for n in names]
-        targets = torch.stack([cropped.target_mask(n) for n in names])[:, None]
+        targets = torch.stack(
+            [
+                self._exclusion_target(label, exclusions[n]) if ex else cropped.target_mask(n)
+                for n, ex in zip(names, excluded)
+            ]
+        )[:, None]
         jitter = 1.0 + 0.05 * (2 * self.rng.random() - 1)
         return (image * jitter)[None], prompts, targets
+
+    @staticmethod
+    def _exclusion_target(label: torch.Tensor, known_values: tuple[int, ...]) -> torch.Tensor:
+        """0 where the label holds one of ``known_values`` (known not to be the prompt), UNKNOWN elsewhere."""
+        known = torch.isin(label, torch.tensor(known_values, dtype=label.dtype))
+        return torch.where(known, 0.0, UNKNOWN)

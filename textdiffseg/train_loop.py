@@ -59,6 +59,8 @@ class TrainOptions:
     global_batch: int | None = None  # patches per step over all ranks; default: one per rank
     negative_fraction: float = 0.25
     structures: tuple[str, ...] = ()
+    forget_untrained: bool = False  # record only this run's structures, not those the --init-from model knew
+    exclusion_fraction: float = 0.0  # share of prompts for structures a case does not annotate (partial labels)
     ablations: tuple[str, ...] = ()
     init_from: Path | None = None
     resume: bool = False
@@ -219,16 +221,17 @@ def run_training(
         structures=opts.structures or None,
         case_weights=case_weights,
         foreground_fraction=opts.foreground_fraction,
+        exclusion_fraction=opts.exclusion_fraction,
         augment=PatchAugmenter(model.config.input_windows, seed=opts.seed * 1000 + trainer.state.step + 1)
         if opts.augment
         else None,
     )
     # The checkpoint records what it learned (textdiffseg.prompt_match): a fresh model the sampled structures, a
-    # resumed or fine-tuned one those it knew before as well.
+    # resumed or fine-tuned one those it knew before as well, unless the run says it forgets them.
     # A fine stage made from a whole-CT model has learned only what it is trained on here.
     resumed = opts.resume and (opts.out / "last.pt").is_file()
     made_fine = opts.init_from is not None and opts.stage == "fine" and not read_config(opts.init_from).prior_channels
-    fresh = not resumed and (opts.init_from is None or made_fine)
+    fresh = opts.forget_untrained or (not resumed and (opts.init_from is None or made_fine))
     record_trained_structures(
         model.config, [*(() if fresh else trained_structures(model.config)), *sampler.prompted_structures]
     )

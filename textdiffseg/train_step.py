@@ -97,8 +97,11 @@ class Trainer:
         plan: ClickPlan | None = None,
         prior_seed: int | None = None,
     ) -> dict[str, torch.Tensor]:
-        image, prompts, targets = sample
-        image, targets = image.to(self.device), targets.to(self.device)
+        image, prompts, supervised = sample
+        # Exclusion prompts mark unknown voxels -1 (textdiffseg.losses.UNKNOWN): the loss skips them, the network
+        # encodes an empty mask for them.
+        image, supervised = image.to(self.device), supervised.to(self.device)
+        targets = supervised.clamp(min=0.0)
         tokens, mask = self.text_encoder.encode(prompts)
         tokens, mask = tokens.to(self.device), mask.to(self.device)
         clicks = None
@@ -113,7 +116,7 @@ class Trainer:
         # The denoising target is detached: the label encoder is shaped by the segmentation terms, not pulled
         # towards latents that are merely easy to denoise (a constant latent would be).
         target = training_target(self.scheduler, out.latent.detach(), noise, t)
-        return self.loss(out.logits, out.recon_logits, targets, out.denoiser_output, target)
+        return self.loss(out.logits, out.recon_logits, supervised, out.denoiser_output, target)
 
     def step(self, batch: list[Sample]) -> dict[str, float]:
         """One optimisation step on a global batch; returns this rank's mean loss terms."""
