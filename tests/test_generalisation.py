@@ -56,6 +56,27 @@ def test_augmentation_keeps_label_and_image_aligned_and_never_flips() -> None:
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), "seeded"
 
 
+def test_scan_range_augmentation_ends_the_scan_with_air_and_no_label_beyond() -> None:
+    hu, label = _one_sided_case()
+    label[30:40, 20:30, 20:36] = 2  # a second structure that reaches the top slice
+    augment = PatchAugmenter(((-200.0, 300.0), *MULTI_WINDOWS), seed=5, scan_range_prob=1.0)
+    depth = label.shape[-1]
+    ends = set()
+    for _ in range(30):
+        image, out = augment(hu, torch.where(label > 0, label, 0).to(label.dtype))
+        air = (image == 0).all(0).all(0).all(0)  # slices that are air in every window: beyond the scan's end
+        kept = int((~air).sum())
+        assert 0.3 * depth - 1 <= kept <= 0.9 * depth + 1, kept
+        assert bool(air[0]) != bool(air[-1]), "the scan ends on one side"
+        assert not out[..., air].any(), "nothing is labelled beyond the scan's end"
+        ends.add("low" if air[0] else "high")
+        assert int(air.long().diff().abs().sum()) == 1, "one contiguous stretch of air"
+    assert ends == {"low", "high"}
+    plain = PatchAugmenter(((-200.0, 300.0),), seed=11)(hu, label)
+    off = PatchAugmenter(((-200.0, 300.0),), seed=11, scan_range_prob=0.0)(hu, label)
+    assert torch.equal(plain[0], off[0]) and torch.equal(plain[1], off[1]), "off by default, the same draws as before"
+
+
 def test_one_window_is_the_old_scaling_and_several_are_channels() -> None:
     hu = torch.linspace(-1200, 1800, 3000).reshape(1, 10, 15, 20)
     old = ScaleIntensityRange(a_min=-200.0, a_max=300.0, b_min=0.0, b_max=1.0, clip=True)(hu)

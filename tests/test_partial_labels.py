@@ -112,6 +112,11 @@ def test_joint_loss_gives_exclusion_prompts_no_denoising_or_reconstruction_term(
 
 def test_flags_round_trip() -> None:
     opts = TrainOptions(
-        data=Path("/a"), out=Path("/o"), exclusion_fraction=0.25, forget_untrained=True, structures=("liver",)
+        data=Path("/a"),
+        out=Path("/o"),
+        exclusion_fraction=0.25,
+        scan_range_prob=0.4,
+        forget_untrained=True,
+        structures=("liver",),
     )
     assert train.parse_args(options_to_argv(opts)) == opts

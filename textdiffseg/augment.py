@@ -5,6 +5,10 @@ scaling, and an elastic deformation at low probability. Never a flip: prompts ar
 mirrored patch would teach the model to answer "left" with the right organ. Rotations are proper rotations (no
 reflection) of at most ~11 degrees, so left stays left.
 
+Optionally (``scan_range_prob``) the scan ends inside the patch: air beyond a random slice, nothing labelled there,
+so that a model does not need the whole abdomen in view to find an organ (a chest CT that stops in the upper
+abdomen).
+
 The HU-level transforms run before windowing (so an HU shift moves every window consistently); the gamma change runs
 on the windowed [0, 1] channels.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from monai.transforms import (
     Compose,
@@ -29,6 +34,7 @@ from textdiffseg.intensity import HUWindows, plain_tensor
 
 MAX_ROTATION_RAD = 0.2  # about 11 degrees about each axis
 MAX_SCALE = 0.15  # +-15 % zoom
+AIR_HU = -1024.0
 
 
 class PatchAugmenter:
@@ -39,7 +45,7 @@ class PatchAugmenter:
         seed: seeds every random transform (same seed = same augmentations).
     """
 
-    def __init__(self, windows: Sequence[Sequence[float]], seed: int = 0) -> None:
+    def __init__(self, windows: Sequence[Sequence[float]], seed: int = 0, scan_range_prob: float = 0.0) -> None:
         self.window = HUWindows(windows)
         keys = ("hu", "label")
         self.spatial = Compose(
@@ -67,16 +73,36 @@ class PatchAugmenter:
             ]
         )
         self.contrast = RandAdjustContrastd(keys="image", gamma=(0.7, 1.5), prob=0.3)
+        if not 0.0 <= scan_range_prob <= 1.0:
+            raise ValueError("scan_range_prob must be between 0 and 1")
+        self.scan_range_prob = scan_range_prob
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
         """Restart every random transform from ``seed`` (a background worker's own stream)."""
         self.spatial.set_random_state(seed=seed)
         self.contrast.set_random_state(seed=seed + 1)
+        self.scan_range_rng = np.random.default_rng(seed + 2)
+
+    def _end_scan(self, hu: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """With ``scan_range_prob``: the scan ends inside the patch, above or below (air beyond, nothing labelled),
+        keeping 30-90 % of its slices, as a chest CT ends in the upper abdomen or an abdominal CT at the diaphragm
+        (what inference sees there: its windows are padded with air)."""
+        rng = self.scan_range_rng
+        if not self.scan_range_prob or rng.random() >= self.scan_range_prob:
+            return hu, label
+        depth = hu.shape[-1]
+        keep = int(round(depth * rng.uniform(0.3, 0.9)))
+        beyond = slice(keep, None) if rng.random() < 0.5 else slice(None, depth - keep)
+        hu, label = hu.clone(), label.clone()
+        hu[..., beyond] = AIR_HU
+        label[..., beyond] = 0
+        return hu, label
 
     def __call__(self, hu: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         data = self.spatial({"hu": hu.float(), "label": label[None].float()})
-        image = self.window(plain_tensor(data["hu"]))
+        data["hu"], data["label"] = self._end_scan(plain_tensor(data["hu"]), plain_tensor(data["label"]))
+        image = self.window(data["hu"])
         image = plain_tensor(self.contrast({"image": image})["image"]).clamp(0.0, 1.0)
         out_label = plain_tensor(data["label"])[0].round().to(label.dtype)
         return image.float(), out_label

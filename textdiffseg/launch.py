@@ -84,6 +84,8 @@ def options_to_argv(opts: TrainOptions) -> list[str]:
         argv += ["--click-fraction", repr(opts.click_fraction)]
     if opts.exclusion_fraction:
         argv += ["--exclusion-fraction", repr(opts.exclusion_fraction)]
+    if opts.scan_range_prob:
+        argv += ["--scan-range-prob", repr(opts.scan_range_prob)]
     if opts.forget_untrained:
         argv.append("--forget-untrained")
     return argv

@@ -111,6 +111,13 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         "other, disjoint structures (partial labels: 'liver' is not in a chest CT's labelled lungs; default 0)",
     )
     p.add_argument(
+        "--scan-range-prob",
+        type=float,
+        default=0.0,
+        help="with --augment: share of patches in which the scan ends (air beyond a random slice, nothing labelled), "
+        "so organs are found without the whole abdomen in view (default 0)",
+    )
+    p.add_argument(
         "--forget-untrained",
         action="store_true",
         help="the checkpoint records only the structures this run trains, not those its --init-from model knew "
@@ -145,6 +152,8 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         p.error("--foreground-fraction must be between 0 and 1")
     if not 0.0 <= a.click_fraction <= 1.0:
         p.error("--click-fraction must be between 0 and 1")
+    if not 0.0 <= a.scan_range_prob <= 1.0:
+        p.error("--scan-range-prob must be between 0 and 1")
     if not 0.0 <= a.exclusion_fraction <= 1.0:
         p.error("--exclusion-fraction must be between 0 and 1")
     if not 0.0 <= a.prior_miss_rate <= 1.0:
@@ -165,6 +174,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         structures=tuple(a.structure),
         forget_untrained=a.forget_untrained,
         exclusion_fraction=a.exclusion_fraction,
+        scan_range_prob=a.scan_range_prob,
         ablations=tuple(a.ablation),
         init_from=a.init_from,
         resume=a.resume,

@@ -18,7 +18,7 @@ from monai.transforms import (
     Spacingd,
 )
 
-from textdiffseg.augment import PatchAugmenter
+from textdiffseg.augment import AIR_HU, PatchAugmenter  # AIR_HU pads a case smaller than the patch
 from textdiffseg.config import ModelConfig
 from textdiffseg.data.folders import LabelledCase
 from textdiffseg.data.vocabulary import PromptVocabulary
@@ -27,7 +27,6 @@ from textdiffseg.losses import UNKNOWN
 from textdiffseg.postprocess import LESION_ORGAN
 
 MIN_TARGET_VOXELS = 3  # a structure with fewer voxels at the model spacing counts as absent
-AIR_HU = -1024.0  # what HU patches are padded with where a case is smaller than the patch
 
 
 @dataclass

@@ -61,6 +61,7 @@ class TrainOptions:
     structures: tuple[str, ...] = ()
     forget_untrained: bool = False  # record only this run's structures, not those the --init-from model knew
     exclusion_fraction: float = 0.0  # share of prompts for structures a case does not annotate (partial labels)
+    scan_range_prob: float = 0.0  # with augment: share of patches whose scan ends inside them (air beyond)
     ablations: tuple[str, ...] = ()
     init_from: Path | None = None
     resume: bool = False
@@ -222,7 +223,11 @@ def run_training(
         case_weights=case_weights,
         foreground_fraction=opts.foreground_fraction,
         exclusion_fraction=opts.exclusion_fraction,
-        augment=PatchAugmenter(model.config.input_windows, seed=opts.seed * 1000 + trainer.state.step + 1)
+        augment=PatchAugmenter(
+            model.config.input_windows,
+            seed=opts.seed * 1000 + trainer.state.step + 1,
+            scan_range_prob=opts.scan_range_prob,
+        )
         if opts.augment
         else None,
     )
