@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload pacs pacs-stop bench-accuracy bench-latency bench-clicks realct
+.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint pacs pacs-stop bench-accuracy bench-latency bench-clicks realct
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -113,6 +113,25 @@ gen-checkpoint: install realct
 # copy of this repository that holds them: `bash scripts/gpu_recipe/run.sh 7.5`; lopo_v2.pt is the shipped model.
 gpu-recipe-upload: install realct
 	bash scripts/gpu_recipe/prepare.sh
+
+# Issue 12, stages 4-5 (README "The shipped model"): the shipped model narrowed to the structures of
+# scripts/gpu_recipe/structures.txt on the GPU (`bash scripts/gpu_recipe/curated_fit.sh 3.5` after
+# `make gpu-recipe-upload`; its cur_full.pt in runs/device/v5), then three CPU segments with partial-label
+# (exclusion) prompts, the second with more of them and the chest CTs weighted up, the third with scan-range
+# augmentation. The first two were stopped by hand at 700 and 925 steps of time-budgeted cosine runs (28 and 35 min
+# planned); here they are step-budgeted, so their learning rates follow a slightly different curve.
+REAL_STAGE := --data $(GEN)/phantom_wide --data $(GEN)/phantom_default --data .devdata/realct/eval_ts_abdomen.json \
+	--data .devdata/realct/cases_chest.json $(shell grep -v '^\#' scripts/gpu_recipe/structures.txt | sed 's/.*/--structure "&"/') \
+	--forget-untrained --foreground-fraction 0.5 --prompts-per-volume 8 --lr 1e-3 --lr-schedule cosine --windows multi \
+	--augment --preset small --workers 1 --save-every 100 --no-progress
+real-checkpoint: install realct
+	$(PY) -m textdiffseg.train $(REAL_STAGE) --data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 1.5 \
+		--exclusion-fraction 0.25 --steps 700 --seed 41 --init-from runs/device/v5/cur_full.pt --out runs/real/a
+	$(PY) -m textdiffseg.train $(REAL_STAGE) --data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 3 \
+		--exclusion-fraction 0.5 --steps 925 --seed 42 --init-from runs/real/a/model.pt --out runs/real/b
+	$(PY) -m textdiffseg.train $(REAL_STAGE) --data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 3 \
+		--exclusion-fraction 0.5 --scan-range-prob 0.4 --steps 100000 --max-minutes 38 --seed 43 \
+		--init-from runs/real/b/model.pt --out runs/real/c
 
 clean-data:
 	rm -rf $(DATA)

@@ -1,10 +1,12 @@
-"""The shipped checkpoint on real CT it was not trained on (issue 12's regression test).
+"""The shipped checkpoint on the one real abdomen (issue 12's regression test).
 
-The shipped model (``apps/textdiffseg_app/model/pretrained_textdiffseg.pt``) was trained without the one real
-abdomen, TotalSegmentator's ``example_ct`` (case ``ts_abdomen`` of ``make realct``; README "The model on real CT"
-gives the recipe), so its liver there is a held-out figure. The labels are TotalSegmentator's model outputs, not
-manual ground truth. The threshold sits just under the measured Dice (0.83 at 5 mm, served pipeline), so a change
-that loses the real liver fails here.
+The shipped model (``apps/textdiffseg_app/model/pretrained_textdiffseg.pt``; README "The shipped model" gives the
+recipe) is trained on every real patient the project has, including the one real abdomen, TotalSegmentator's
+``example_ct`` (case ``ts_abdomen`` of ``make realct``): its organs there are training figures, and this test guards
+them against regressions (thresholds just under the measured Dice, served pipeline; the labels are TotalSegmentator's
+model outputs, not manual ground truth). What is not a training figure: the same scan cut to its top 120 mm, a scan
+range the model never saw whole (it learned scan ends only from augmentation), where the previous shipped model lost
+its liver (0.32). The held-out figure on this patient is README's leave-one-patient-out twin.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ from textdiffseg.prompt_match import trained_structures
 ROOT = Path(__file__).resolve().parents[1]
 REALCT = ROOT / "datasets" / "realct"
 SHIPPED = ROOT / "apps" / "textdiffseg_app" / "model" / "pretrained_textdiffseg.pt"
-LIVER_DICE_FLOOR = 0.80  # measured 0.833 (README); the pre-issue-12 checkpoint scored 0.002
+# measured Dice (README) minus a margin; the pre-issue-12 checkpoint scored 0 everywhere, the previous shipped one
+# 0.83 for the liver and 0 for the spleen and kidneys
+# (TotalSegmentator label id, floor): measured 0.828, 0.736, 0.816, 0.778
+ORGAN_DICE_FLOORS = {"liver": (5, 0.80), "spleen": (1, 0.70), "left kidney": (3, 0.78), "right kidney": (2, 0.74)}
+TOP_LIVER_FLOOR = 0.60  # the scan cut to its top 120 mm: measured 0.644 (previous shipped model 0.322)
 
 pytestmark = pytest.mark.slow
 
@@ -40,15 +46,30 @@ def _abdomen() -> tuple[object, np.ndarray]:
     return image, label
 
 
-def test_shipped_model_finds_the_liver_of_a_real_abdomen_it_never_saw() -> None:
+def _scores(image, label: np.ndarray, prompts: list[str]) -> tuple[list[float], object]:  # noqa: ANN001
     model, encoder = load_for_inference(SHIPPED)
-    assert model.config.in_channels == 3, "the shipped model reads three HU windows (soft tissue, wide, bone)"
-    image, label = _abdomen()
     with torch.inference_mode():
-        prediction = Segmenter(model, encoder).predict(image, ["liver", "hepatic parenchyma", "banana"])
-    truth = label == 5  # TotalSegmentator's liver id
-    dice = [overlap(probability > 0.5, truth) for probability in prediction.probability[:2]]
-    assert dice[0] >= LIVER_DICE_FLOOR, f"liver Dice {dice[0]:.3f} on the held-out real abdomen"
-    assert dice[1] >= dice[0] - 0.1, f"a paraphrase lost the liver: {dice[1]:.3f} against {dice[0]:.3f}"
-    assert not (prediction.probability[2] > 0.5).any(), "an unknown prompt must give an empty mask"
-    assert "liver" in trained_structures(model.config)
+        prediction = Segmenter(model, encoder).predict(image, prompts)
+    values = [ORGAN_DICE_FLOORS[p][0] if p in ORGAN_DICE_FLOORS else 5 for p in prompts]
+    return [overlap(prob > 0.5, label == v) for prob, v in zip(prediction.probability, values)], prediction
+
+
+def test_shipped_model_segments_the_organs_of_the_real_abdomen() -> None:
+    image, label = _abdomen()
+    organs = list(ORGAN_DICE_FLOORS)
+    dice, prediction = _scores(image, label, [*organs, "hepatic parenchyma", "banana"])
+    for name, score in zip(organs, dice):
+        assert score >= ORGAN_DICE_FLOORS[name][1], f"{name} Dice {score:.3f} on the real abdomen"
+    assert dice[len(organs)] >= dice[0] - 0.1, f"a paraphrase lost the liver: {dice[len(organs)]:.3f}"
+    assert not (prediction.probability[-1] > 0.5).any(), "an unknown prompt must give an empty mask"
+    model_config = load_for_inference(SHIPPED)[0].config
+    assert model_config.in_channels == 3, "the shipped model reads three HU windows (soft tissue, wide, bone)"
+    assert "liver" in trained_structures(model_config)
+
+
+def test_shipped_model_finds_the_liver_when_the_scan_ends_in_the_upper_abdomen() -> None:
+    image, label = _abdomen()
+    keep = int(round(120 / float(image.affine[2, 2])))  # ts_abdomen is RAS: the last axis runs to the head
+    top = image[..., -keep:]
+    (dice,), _ = _scores(top, label[..., -keep:], ["liver"])
+    assert dice >= TOP_LIVER_FLOOR, f"liver Dice {dice:.3f} on the scan cut to its top 120 mm"
