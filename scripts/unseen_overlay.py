@@ -45,7 +45,8 @@ def main(out: str, image_path: str, models: list[str]) -> None:
                 ax.contour(masks[j][:, :, z].T.astype(float), levels=[0.5], colors="red", linewidths=1)
             ax.set_title(f"{name}: {organ} z={z} ({int(masks[j].sum())} vox)", fontsize=8)
             ax.axis("off")
-    fig.suptitle(f"{image_path.split('/')[-1]} axial (RAS: image left = patient right, anterior up), prediction red")
+    case_file = image_path.split("/")[-1]
+    fig.suptitle(f"{case_file} axial (RAS voxel order: image right = patient right, anterior up), prediction red")
     fig.tight_layout()
     fig.savefig(out, dpi=80)
     print("wrote", out)
