@@ -9,26 +9,15 @@
 # (python -m textdiffseg.evaluate), so the device time goes to training.
 set -u
 MINUTES=${1:-7}
-OUT=${OUT:-runs/gpu_out}
-mkdir -p "$OUT"
 . scripts/gpu_recipe/device_setup.sh
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
-wait
-echo "phantoms ready at $SECONDS s"
 REAL=.devdata/realct
 COMMON=(--data $G/phantom_wide --data $G/phantom_default --data $REAL/cases.json
         --data-weight 1 --data-weight 0.5 --data-weight 3 --foreground-fraction 0.5 --lr 1e-3 --lr-schedule cosine
         --windows multi --augment --preset small --global-batch 8 --workers 4 --device cuda
         --steps 100000 --max-minutes "$MINUTES" --save-every 500 --no-progress)
-job() {  # name init flags...
-  local name=$1 init=$2; shift 2
-  timeout $(( ${MINUTES%.*} * 60 + 100)) $PY scripts/gpu_recipe/train_job.py .devdata/prompts.pt "" -- \
-    "${COMMON[@]}" --init-from "$init" "$@" --out $G/$name > $G/$name.log 2>&1
-  cp $G/$name/model.pt "$OUT/$name.pt" && echo "$name trained at $SECONDS s"
-}
-job lopo_v3 .devdata/init_shipped.pt --exclude-case ts_abdomen --seed 3 &
-job clicks_v3 .devdata/init_shipped.pt --exclude-case ts_abdomen --click-fraction 0.5 --seed 4 &
-job full_v3 .devdata/init_full_v2.pt --seed 5 &
+job lopo_v3 --init-from .devdata/init_shipped.pt --exclude-case ts_abdomen --seed 3 &
+job clicks_v3 --init-from .devdata/init_shipped.pt --exclude-case ts_abdomen --click-fraction 0.5 --seed 4 &
+job full_v3 --init-from .devdata/init_full_v2.pt --seed 5 &
 sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null; uptime
 wait
 tar czf "$OUT/logs.tgz" $G/*.log $G/*/history.jsonl $G/*/summary.json 2>/dev/null

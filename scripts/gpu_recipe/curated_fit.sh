@@ -10,11 +10,7 @@
 # Weights come back as $OUT/<name>.pt, logs in $OUT/logs.tgz; scoring and the CPU continuation happen afterwards.
 set -u
 MINUTES=${1:-7}
-OUT=${OUT:-runs/gpu_out}
-mkdir -p "$OUT"
 . scripts/gpu_recipe/device_setup.sh
-wait
-echo "phantoms ready at $SECONDS s"
 REAL=.devdata/realct
 structures() {  # --structure flags for every name of structures.txt but those matching $1 (only the abdomen has them)
   while read -r name; do echo "--structure"; echo "$name"; done < <(grep -v '^#' scripts/gpu_recipe/structures.txt | grep -vE "$1")
@@ -24,15 +20,9 @@ mapfile -t NOT_ABDOMEN_ONLY < <(structures '^(gallbladder|stomach|urinary bladde
 COMMON=(--foreground-fraction 0.5 --prompts-per-volume 8 --lr 2e-3 --lr-schedule cosine --windows multi --augment
         --preset small --global-batch 8 --workers 7 --device cuda --steps 100000 --max-minutes "$MINUTES"
         --save-every 500 --init-from .devdata/init_shipped.pt --no-progress)
-job() {  # name flags...
-  local name=$1; shift
-  timeout $(( ${MINUTES%.*} * 60 + 100)) $PY scripts/gpu_recipe/train_job.py .devdata/prompts.pt "" -- \
-    "${COMMON[@]}" "$@" --out $G/$name > $G/$name.log 2>&1
-  cp $G/$name/model.pt "$OUT/$name.pt" && echo "$name trained at $SECONDS s"
-}
 job cur_full --data $G/phantom_wide --data $G/phantom_default --data $REAL/eval_ts_abdomen.json \
-  --data $REAL/cases_chest.json --data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 1.5 --seed 21 "${ALL[@]}" &
-job cur_lopo --data $G/phantom_wide --data $G/phantom_default --data $REAL/cases_chest.json \
+  --data $REAL/cases_but_ts_abdomen.json --data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 1.5 --seed 21 "${ALL[@]}" &
+job cur_lopo --data $G/phantom_wide --data $G/phantom_default --data $REAL/cases_but_ts_abdomen.json \
   --data-weight 1 --data-weight 0.5 --data-weight 1.5 --seed 22 "${NOT_ABDOMEN_ONLY[@]}" &
 sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null; uptime
 wait

@@ -1,5 +1,8 @@
-# Sourced by the GPU recipe's scripts on the device: the wheels it lacks, the committed code on the path, and the
-# two training phantom series of the real-CT recipe (wide seed 200 x 24, default seed 100 x 12, at 2.5 mm) in $G.
+# Sourced by the GPU recipe's scripts on the device (after they set MINUTES): the wheels it lacks, the committed code
+# on the path, the two training phantom series of the real-CT recipe (wide seed 200 x 24, default seed 100 x 12, at
+# 2.5 mm) in $G, $OUT for what comes back, and `job`, one training run of MINUTES.
+OUT=${OUT:-runs/gpu_out}
+mkdir -p "$OUT"
 PY=${PY:-python3}
 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/.devdata/code:$PWD OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
@@ -8,3 +11,13 @@ mkdir -p $G
 PH="$PY -m textdiffseg.data.phantom --spacing 2.5 2.5 2.5 --quiet"
 $PH --out $G/phantom_wide --n 24 --seed 200 --randomise wide &
 $PH --out $G/phantom_default --n 12 --seed 100 &
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
+wait
+echo "phantoms ready at $SECONDS s"
+
+job() {  # NAME FLAGS...: train_job.py with "${COMMON[@]}" and FLAGS into $G/NAME; its weights to $OUT/NAME.pt
+  local name=$1; shift
+  timeout $(( ${MINUTES%.*} * 60 + 100)) $PY scripts/gpu_recipe/train_job.py .devdata/prompts.pt "" -- \
+    "${COMMON[@]}" "$@" --out $G/$name > $G/$name.log 2>&1
+  cp $G/$name/model.pt "$OUT/$name.pt" && echo "$name trained at $SECONDS s"
+}

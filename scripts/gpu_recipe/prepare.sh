@@ -1,7 +1,7 @@
 #!/bin/bash
 # Here, before scripts/gpu_recipe/run.sh on the device: what its upload carries (.devdata and .whl, ~35 MB).
 #   .devdata/prompts.pt   every vocabulary phrasing, encoded by the packaged text encoder (88 MB: not uploaded)
-#   .devdata/realct/      the real cases at 2.5 mm (+ a case list without "aorta", + the abdomen alone for scoring)
+#   .devdata/realct/      the real cases at 2.5 mm (+ case lists: without "aorta", the abdomen alone, the others)
 #   .devdata/init_*.pt    the starting checkpoints: runs/gen/run/model.pt (make gen-checkpoint) and the demo model
 #   .devdata/code/        textdiffseg as committed (git archive HEAD), what the device imports
 #   .whl/                 pure-Python wheels the device image lacks (MONAI, nibabel, pynrrd, pydicom)

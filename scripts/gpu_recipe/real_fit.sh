@@ -12,27 +12,16 @@
 # Weights come back as $OUT/<name>.pt, logs and histories in $OUT/logs.tgz; scoring happens on the CPU afterwards.
 set -u
 MINUTES=${1:-7}
-OUT=${OUT:-runs/gpu_out}
-mkdir -p "$OUT"
 . scripts/gpu_recipe/device_setup.sh
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
-wait
-echo "phantoms ready at $SECONDS s"
 REAL=.devdata/realct
 COMMON=(--foreground-fraction 0.5 --prompts-per-volume 12 --lr 2e-3 --lr-schedule cosine --windows multi --augment
         --preset small --global-batch 8 --workers 4 --device cuda --steps 100000 --max-minutes "$MINUTES"
         --save-every 500 --init-from .devdata/init_shipped.pt --no-progress)
-job() {  # name flags...
-  local name=$1; shift
-  timeout $(( ${MINUTES%.*} * 60 + 100)) $PY scripts/gpu_recipe/train_job.py .devdata/prompts.pt "" -- \
-    "${COMMON[@]}" "$@" --out $G/$name > $G/$name.log 2>&1
-  cp $G/$name/model.pt "$OUT/$name.pt" && echo "$name trained at $SECONDS s"
-}
 job full_v4 --data $G/phantom_wide --data $G/phantom_default --data $REAL/eval_ts_abdomen.json \
-  --data $REAL/cases_chest.json --data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 1.5 --seed 11 &
-job lopo_v4 --data $G/phantom_wide --data $G/phantom_default --data $REAL/cases_chest.json \
+  --data $REAL/cases_but_ts_abdomen.json --data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 1.5 --seed 11 &
+job lopo_v4 --data $G/phantom_wide --data $G/phantom_default --data $REAL/cases_but_ts_abdomen.json \
   --data-weight 1 --data-weight 0.5 --data-weight 1.5 --seed 12 &
-job real_v4 --data $G/phantom_wide --data $REAL/eval_ts_abdomen.json --data $REAL/cases_chest.json \
+job real_v4 --data $G/phantom_wide --data $REAL/eval_ts_abdomen.json --data $REAL/cases_but_ts_abdomen.json \
   --data-weight 0.5 --data-weight 4 --data-weight 2 --seed 13 &
 sleep 120; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null; uptime
 wait

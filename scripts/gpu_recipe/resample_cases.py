@@ -4,7 +4,8 @@
 writes ``OUT/<case>_image.nii.gz`` (int16 HU), ``OUT/<case>_label.nii.gz`` (uint8) and ``OUT/cases.json``
 (``textdiffseg.data.folders.save_case_list``, paths relative to the repository root). ``--drop NAME`` also writes
 ``OUT/cases_without_<name>.json``, the same cases with that structure never prompted (a model that has not seen it);
-``--alone CASE`` writes ``OUT/eval_<case>.json``, that case alone (to score on it).
+``--alone CASE`` writes ``OUT/eval_<case>.json``, that case alone (to score on it, or to weight it as a source of its
+own), and ``OUT/cases_but_<case>.json``, every other case.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def main() -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--spacing", type=float, default=2.5)
     p.add_argument("--drop", action="append", default=[], help="also write a case list without this structure")
-    p.add_argument("--alone", action="append", default=[], help="also write a case list of this case only")
+    p.add_argument(
+        "--alone", action="append", default=[], help="also write case lists of this case alone and of the others"
+    )
     a = p.parse_args()
     load = Compose(
         [
@@ -57,6 +60,7 @@ def main() -> None:
         if not alone:
             raise SystemExit(f"error: no case {case_id!r} in {a.data}")
         save_case_list(alone, a.out / f"eval_{case_id}.json")
+        save_case_list([c for c in cases if c.case_id != case_id], a.out / f"cases_but_{case_id}.json")
 
 
 if __name__ == "__main__":

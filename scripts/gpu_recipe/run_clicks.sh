@@ -7,11 +7,7 @@
 # $OUT/clicks.log.
 set -u
 MINUTES=${1:-2.75}
-OUT=${OUT:-runs/gpu_out}
-mkdir -p "$OUT"
 . scripts/gpu_recipe/device_setup.sh
-wait
-echo "phantoms ready at $SECONDS s"
 timeout $(( ${MINUTES%.*} * 60 + 90 )) python3 scripts/gpu_recipe/train_job.py .devdata/prompts.pt "" -- \
   --data $G/phantom_wide --data $G/phantom_default --data .devdata/realct/cases.json --exclude-case ts_abdomen \
   --data-weight 1 --data-weight 0.5 --data-weight 3 --foreground-fraction 0.5 --lr 5e-4 --lr-schedule cosine \
