@@ -114,8 +114,8 @@ gen-checkpoint: install realct
 gpu-recipe-upload: install realct
 	bash scripts/gpu_recipe/prepare.sh
 
-# Issue 12, stages 4-5 (README "The shipped model"): the shipped model narrowed to the structures of
-# scripts/gpu_recipe/structures.txt on the GPU (`bash scripts/gpu_recipe/curated_fit.sh 3.5` after
+# Issue 12, stages 4-5 (README "The shipped model"): the previous shipped model (lopo_v2) narrowed to the structures
+# of scripts/gpu_recipe/structures.txt on the GPU (`bash scripts/gpu_recipe/curated_fit.sh 3.5` after
 # `make gpu-recipe-upload`; its cur_full.pt in runs/device/v5), then three CPU segments with partial-label
 # (exclusion) prompts, the second with more of them and the chest CTs weighted up, the third with scan-range
 # augmentation. The first two were stopped by hand at 700 and 925 steps of time-budgeted cosine runs (28 and 35 min

@@ -15,8 +15,8 @@ COMMON=(--data $G/phantom_wide --data $G/phantom_default --data $REAL/cases.json
         --data-weight 1 --data-weight 0.5 --data-weight 3 --foreground-fraction 0.5 --lr 1e-3 --lr-schedule cosine
         --windows multi --augment --preset small --global-batch 8 --workers 4 --device cuda
         --steps 100000 --max-minutes "$MINUTES" --save-every 500 --no-progress)
-job lopo_v3 --init-from .devdata/init_shipped.pt --exclude-case ts_abdomen --seed 3 &
-job clicks_v3 --init-from .devdata/init_shipped.pt --exclude-case ts_abdomen --click-fraction 0.5 --seed 4 &
+job lopo_v3 --init-from .devdata/init_lopo_v2.pt --exclude-case ts_abdomen --seed 3 &
+job clicks_v3 --init-from .devdata/init_lopo_v2.pt --exclude-case ts_abdomen --click-fraction 0.5 --seed 4 &
 job full_v3 --init-from .devdata/init_full_v2.pt --seed 5 &
 sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null; uptime
 wait

@@ -19,7 +19,7 @@ mapfile -t ALL < <(structures '^$')
 mapfile -t NOT_ABDOMEN_ONLY < <(structures '^(gallbladder|stomach|urinary bladder|inferior vena cava)$')
 COMMON=(--foreground-fraction 0.5 --prompts-per-volume 8 --lr 2e-3 --lr-schedule cosine --windows multi --augment
         --preset small --global-batch 8 --workers 7 --device cuda --steps 100000 --max-minutes "$MINUTES"
-        --save-every 500 --init-from .devdata/init_shipped.pt --no-progress)
+        --save-every 500 --init-from .devdata/init_lopo_v2.pt --no-progress)
 job cur_full --data $G/phantom_wide --data $G/phantom_default --data $REAL/eval_ts_abdomen.json \
   --data $REAL/cases_but_ts_abdomen.json --data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 1.5 --seed 21 "${ALL[@]}" &
 job cur_lopo --data $G/phantom_wide --data $G/phantom_default --data $REAL/cases_but_ts_abdomen.json \

@@ -14,7 +14,8 @@ $PY scripts/gpu_recipe/resample_cases.py --data datasets/realct --out .devdata/r
   --alone ts_abdomen
 cp runs/gen/run/model.pt .devdata/init_gen.pt
 git show 5dc123c~1:apps/textdiffseg_app/model/pretrained_textdiffseg.pt > .devdata/init_demo.pt  # phantom-only demo
-cp apps/textdiffseg_app/model/pretrained_textdiffseg.pt .devdata/init_shipped.pt  # run_clicks.sh, continue.sh
+cp apps/textdiffseg_app/model/pretrained_textdiffseg.pt .devdata/init_shipped.pt  # run_clicks.sh
+git show 3e346f6~1:apps/textdiffseg_app/model/pretrained_textdiffseg.pt > .devdata/init_lopo_v2.pt  # continue.sh, curated_fit.sh
 if [ -f runs/device/full_v2.pt ]; then cp runs/device/full_v2.pt .devdata/init_full_v2.pt; fi  # continue.sh
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux2014_x86_64 -d .whl monai==1.5.2 nibabel==5.4.2 pynrrd==1.1.3 pydicom==2.4.4
