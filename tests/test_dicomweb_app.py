@@ -157,6 +157,18 @@ def test_saved_final_label_becomes_a_dicom_seg_named_after_the_prompts(setup: Se
     assert names == {"liver": INDEX["liver"], "spleen": INDEX["spleen"]}
     label = Path(result)
     label_info = [{"name": name, "idx": idx} for name, idx in names.items()]
+    empty = tmp_path / "empty.nii.gz"  # a label with no labelled voxel is the client's mistake: a 400, nothing stored
+    answer = nib.load(label)
+    nib.save(nib.Nifti1Image(np.zeros(answer.shape, np.uint8), answer.affine), empty)
+    with empty.open("rb") as handle:
+        refused = requests.put(
+            f"{setup.url}/datastore/label",
+            params={"image": setup.series["phantom_000"], "tag": "final"},
+            files={"label": ("label.nii.gz", handle), "params": (None, json.dumps({"label_info": label_info}))},
+            timeout=300,
+        )
+    assert refused.status_code == 400 and "empty" in refused.json()["detail"], refused.text[:300]
+    assert not setup.pacs.series(Modality="SEG")
     with label.open("rb") as handle:
         saved = requests.put(
             f"{setup.url}/datastore/label",

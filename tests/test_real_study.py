@@ -8,7 +8,7 @@ corrupt SEG of the same CT is stored too: it must be skipped with a log line, ne
 Checked, on one server, in file order: listing and the training list (one label map, the manual tumour); the same
 request twice gives the same bytes, small on the wire, on the CT's grid; a saved label becomes a SEG on the CT's
 Frame of Reference, coded and MANUAL, that highdicom reads and that lies on the CT slices; the CT still counts as
-one labelled image; training reads the saved liver and the study's tumour; OHIF's round trip for the same request.
+one labelled image; training reads the saved lungs and the study's tumour; OHIF's round trip for the same request.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ INDEX = PromptVocabulary.load().index_map()
 RIDER = "RIDER-1129164940"
 REALCT = ROOT / "datasets" / "realct"
 MANUAL_TUMOUR_VOXELS = 132_507  # the SEG's manual segment; the automatic one has 147,522
-LIVER = {"text_prompt": "liver", "result_extension": ".nrrd"}  # what OHIF asks for: NRRD
+# a chest CT: its lungs (the shipped model answers nothing for "liver" here; its upper abdomen is unlabelled)
+LUNGS = {"text_prompt": "lungs", "result_extension": ".nrrd"}  # what OHIF asks for: NRRD
 
 
 def rider_folder() -> Path:
@@ -146,24 +147,24 @@ def _nrrd_grid(path: Path) -> sitk.Image:
 
 
 def test_same_request_twice_gives_the_same_bytes_small_and_on_the_ct_grid(study: Study, tmp_path: Path) -> None:
-    study.infer(LIVER)  # the first request downloads and converts the series
+    study.infer(LUNGS)  # the first request downloads and converts the series
     start = time.monotonic()
-    first = study.infer(LIVER)
+    first = study.infer(LUNGS)
     study.measured.update(rest_s=time.monotonic() - start, answer=first.content)
-    second = study.infer(LIVER)
+    second = study.infer(LUNGS)
     assert first.content == second.content
     (tmp_path / "a.nrrd").write_bytes(first.content)
     header = nrrd.read_header(str(tmp_path / "a.nrrd"))
     assert header["encoding"] == "gzip" and header["sizes"].tolist() == [512, 512, 236], header
     raw_bytes = 512 * 512 * 236
-    print(f"liver NRRD: {len(first.content):,} bytes (raw {raw_bytes:,}), {study.measured['rest_s']:.1f} s over REST")
+    print(f"lungs NRRD: {len(first.content):,} bytes (raw {raw_bytes:,}), {study.measured['rest_s']:.1f} s over REST")
     assert len(first.content) < raw_bytes / 50
     mask, ct = _nrrd_grid(tmp_path / "a.nrrd"), _ct_image(study.folder)
     np.testing.assert_allclose(mask.GetOrigin(), ct.GetOrigin(), atol=1e-3)
     np.testing.assert_allclose(mask.GetSpacing(), ct.GetSpacing(), atol=1e-4)
     np.testing.assert_allclose(mask.GetDirection(), ct.GetDirection(), atol=1e-6)
     values = np.unique(sitk.GetArrayViewFromImage(mask))
-    assert set(values.tolist()) == {0, INDEX["liver"]}
+    assert set(values.tolist()) == {0, INDEX["lungs"]}
 
 
 def _ct_image(folder: Path) -> sitk.Image:
@@ -175,9 +176,9 @@ def _ct_image(folder: Path) -> sitk.Image:
 def test_saved_label_is_a_seg_on_the_cts_frame_of_reference_and_training_reads_both(
     study: Study, tmp_path: Path
 ) -> None:
-    (tmp_path / "liver.nrrd").write_bytes(study.measured["answer"])  # the model's liver, as the annotator's label
-    label_info = [{"name": "liver", "idx": INDEX["liver"]}]
-    with (tmp_path / "liver.nrrd").open("rb") as handle:
+    (tmp_path / "lungs.nrrd").write_bytes(study.measured["answer"])  # the model's lungs, as the annotator's label
+    label_info = [{"name": "lungs", "idx": INDEX["lungs"]}]
+    with (tmp_path / "lungs.nrrd").open("rb") as handle:
         saved = requests.put(
             f"{study.server.url}/datastore/label",
             params={"image": study.series, "tag": "final"},
@@ -193,9 +194,9 @@ def test_saved_label_is_a_seg_on_the_cts_frame_of_reference_and_training_reads_b
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == study.series
     assert geometry_problems(seg, sources) == []
     (segment,) = seg.SegmentSequence
-    assert (segment.SegmentLabel, segment.SegmentAlgorithmType) == ("liver", "MANUAL")
+    assert (segment.SegmentLabel, segment.SegmentAlgorithmType) == ("lungs", "MANUAL")
     assert Code.from_item(segment.SegmentedPropertyCategoryCodeSequence[0]) == ANATOMICAL_STRUCTURE
-    assert segment.SegmentedPropertyTypeCodeSequence[0].CodeMeaning == "Liver"
+    assert segment.SegmentedPropertyTypeCodeSequence[0].CodeMeaning == "Lung"
     hd.seg.Segmentation.from_dataset(seg)  # an independent reader accepts it
 
     stats = study.datastore("stats").json()
@@ -203,7 +204,7 @@ def test_saved_label_is_a_seg_on_the_cts_frame_of_reference_and_training_reads_b
     (item,) = study.datastore("train").json()
     info = requests.get(f"{study.server.url}/datastore/", params={"output": "all"}, timeout=60).json()
     names = {e["name"] for e in info["objects"][study.series]["labels"]["final"]["info"]["label_info"]}
-    assert names == {"liver", "lung tumor"}
+    assert names == {"lungs", "lung tumor"}
     assert os.path.exists(item["label"])
 
 
@@ -222,7 +223,7 @@ def test_ohif_round_trip_on_the_real_study(study: Study, tmp_path: Path) -> None
             page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
             connect_monai_label(page, url, study.study)
             page.click("text=Options / Configurations")
-            page.fill("#infertextdiffsegtext_prompt", LIVER["text_prompt"])
+            page.fill("#infertextdiffsegtext_prompt", LUNGS["text_prompt"])
             page.get_by_role("button", name="Confirm", exact=True).click()
 
             page.wait_for_load_state("networkidle", timeout=UI_TIMEOUT_MS)  # every slice loaded: nothing competes
@@ -244,10 +245,10 @@ def test_ohif_round_trip_on_the_real_study(study: Study, tmp_path: Path) -> None
             shown = {name: count for name, (count, _) in page.evaluate(SEGMENT_STATS_JS).items()}
 
             assert response is not None and response.status == 200
-            assert params["text_prompt"] == "liver" and params["result_compress"] is False  # what OHIF sends
+            assert params["text_prompt"] == "lungs" and params["result_compress"] is False  # what OHIF sends
             assert response.headers.get("content-encoding") == "gzip" and wire < 1_000_000, (response.headers, wire)
             # OHIF paints exactly what the same request gave over REST (deterministic answers)
-            assert shown == {"liver": _label_counts(study.measured["answer"], tmp_path)[INDEX["liver"]]}, shown
+            assert shown == {"lungs": _label_counts(study.measured["answer"], tmp_path)[INDEX["lungs"]]}, shown
 
             # Class Prompts: one button per group of this vocabulary (from /info), ticking that group's names
             info = requests.get(f"{url}/info/", timeout=60).json()["models"][MODEL]

@@ -153,6 +153,12 @@ def geometry_problems(seg: pydicom.Dataset, sources: Sequence[pydicom.Dataset]) 
     return problems[:10]
 
 
+class EmptyLabelError(ValueError):
+    """A label map without a single labelled voxel: the client's request, not the server, is at fault."""
+
+    http_status = 400  # read by ``textdiffseg_server.errors.error_answer``
+
+
 def write_dicom_seg(
     label_path: Path,
     series_dir: Path,
@@ -176,7 +182,7 @@ def write_dicom_seg(
     mask = sitk.Cast(sitk.ReadImage(str(label_path)), sitk.sitkUInt16)
     present = [int(v) for v in np.unique(sitk.GetArrayViewFromImage(mask)) if v != 0]
     if not present:
-        raise ValueError(f"{label_path}: the label map is empty, nothing to store as DICOM-SEG")
+        raise EmptyLabelError("the label map is empty: nothing to store as DICOM-SEG (label at least one voxel)")
     # DICOM numbers segments 1, 2, ... (PS3.3 C.8.20.2; highdicom refuses gaps): value present[k] is segment k + 1
     numbers = np.zeros(max(present) + 1, np.uint16)
     numbers[present] = np.arange(1, len(present) + 1)
