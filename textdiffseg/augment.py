@@ -43,6 +43,8 @@ class PatchAugmenter:
     Args:
         windows: the model's HU windows (``ModelConfig.input_windows``).
         seed: seeds every random transform (same seed = same augmentations).
+        scan_range_prob: share of patches whose scan ends inside them (:meth:`_end_scan`); 0 (the default) draws
+            exactly what the augmenter drew before the option existed.
     """
 
     def __init__(self, windows: Sequence[Sequence[float]], seed: int = 0, scan_range_prob: float = 0.0) -> None:
