@@ -148,6 +148,17 @@ def test_left_kidney_is_on_the_patients_left(setup: Setup, tmp_path: Path) -> No
     assert left >= 0.5 and left > 3 * right, f"left kidney Dice {left:.3f}, against the right kidney {right:.3f}"
 
 
+def _save_final_label(setup: Setup, path: Path, label_info: list[dict]) -> requests.Response:
+    """``PUT /datastore/label`` of a NIfTI file as phantom_000's final label, named by ``label_info``."""
+    with path.open("rb") as handle:
+        return requests.put(
+            f"{setup.url}/datastore/label",
+            params={"image": setup.series["phantom_000"], "tag": "final"},
+            files={"label": ("label.nii.gz", handle), "params": (None, json.dumps({"label_info": label_info}))},
+            timeout=300,
+        )
+
+
 def test_saved_final_label_becomes_a_dicom_seg_named_after_the_prompts(setup: Setup, tmp_path: Path) -> None:
     client = MONAILabelClient(setup.url, tmpdir=str(tmp_path))
     result, params = client.infer(
@@ -160,22 +171,10 @@ def test_saved_final_label_becomes_a_dicom_seg_named_after_the_prompts(setup: Se
     empty = tmp_path / "empty.nii.gz"  # a label with no labelled voxel is the client's mistake: a 400, nothing stored
     answer = nib.load(label)
     nib.save(nib.Nifti1Image(np.zeros(answer.shape, np.uint8), answer.affine), empty)
-    with empty.open("rb") as handle:
-        refused = requests.put(
-            f"{setup.url}/datastore/label",
-            params={"image": setup.series["phantom_000"], "tag": "final"},
-            files={"label": ("label.nii.gz", handle), "params": (None, json.dumps({"label_info": label_info}))},
-            timeout=300,
-        )
+    refused = _save_final_label(setup, empty, label_info)
     assert refused.status_code == 400 and "empty" in refused.json()["detail"], refused.text[:300]
     assert not setup.pacs.series(Modality="SEG")
-    with label.open("rb") as handle:
-        saved = requests.put(
-            f"{setup.url}/datastore/label",
-            params={"image": setup.series["phantom_000"], "tag": "final"},
-            files={"label": ("label.nii.gz", handle), "params": (None, json.dumps({"label_info": label_info}))},
-            timeout=300,
-        )
+    saved = _save_final_label(setup, label, label_info)
     assert saved.status_code == 200, f"{saved.text[:300]}\n{setup.log_tail()}"
     segs = setup.pacs.series(Modality="SEG")
     assert len(segs) == 1
