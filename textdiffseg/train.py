@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from textdiffseg.checkpoint import CheckpointError
+from textdiffseg.config import PRESETS
 from textdiffseg.data.folders import DatasetFolderError
 from textdiffseg.text.encoder import TextEncoderError
 from textdiffseg.train_loop import ABLATIONS, TrainOptions, run_training
@@ -82,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
     p.add_argument("--workers", type=int, default=0, help="background processes drawing patches (GPU runs; default 0)")
     p.add_argument("--out", required=True, type=Path, help="run folder (created): model.pt, last.pt, history.jsonl")
     p.add_argument("--steps", type=int, default=2000, help="optimisation steps in total (default 2000)")
-    p.add_argument("--preset", choices=("tiny", "small", "default"), default="default", help="model size")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="model size")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
     p.add_argument(
         "--text-encoder",
