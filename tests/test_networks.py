@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from textdiffseg.config import ModelConfig, tiny_config
+from textdiffseg.config import PRESETS, ModelConfig, preset_config, tiny_config
 from textdiffseg.diffusion.sampling import sample_masks
 from textdiffseg.diffusion.schedule import make_scheduler
 from textdiffseg.networks.cross_attention import CrossModalAttention3D
@@ -99,3 +99,23 @@ def test_config_validation_and_json_round_trip() -> None:
         TextDiffSeg(tiny_config(roi_size=(50, 48, 40)))
     with pytest.raises(ValueError, match="unknown fields"):
         ModelConfig.from_json('{"no_such_field": 1}')
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_builds_runs_and_fits_the_checkpoint_limit(name: str) -> None:
+    config = preset_config(name, text_hidden_size=HIDDEN)
+    model = TextDiffSeg(config).eval()
+    megabytes = sum(p.numel() for p in model.parameters()) * 4 / 1e6
+    assert megabytes <= 30.0, f"preset {name} is {megabytes:.1f} MB of weights, over the 30 MB checkpoint limit"
+    roi = tuple(2 * config.downsample for _ in range(3))  # a small window: the point is that the modules fit
+    tokens, mask = _tokens(2)
+    with torch.no_grad():
+        condition = model.condition(torch.rand(1, 1, *roi), tokens, mask)
+        assert sample_masks(model, condition, steps=1).probability.shape == (2, 1, *roi)
+
+
+def test_wider_presets_have_more_parameters_on_the_same_grid() -> None:
+    sizes = {n: sum(p.numel() for p in TextDiffSeg(preset_config(n)).parameters()) for n in ("small", "medium", "wide")}
+    assert sizes["small"] < sizes["medium"] < sizes["wide"]
+    grids = {(preset_config(n).spacing, preset_config(n).roi_size) for n in ("small", "medium", "wide")}
+    assert len(grids) == 1

@@ -34,7 +34,7 @@ key                      default                      meaning
 ``max_train_steps``      20,000                       refuse ``/train`` requests whose ``max_epochs`` x
                                                       ``train_steps_per_epoch`` exceeds this (``max_epochs`` is at
                                                       most 1000).
-``train_preset``         ``small``                    model size (``tiny``/``small``/``default``) when training starts
+``train_preset``         ``small``                    model size (a ``config.PRESETS`` name) when training starts
                                                       from scratch (no checkpoint to fine-tune, or
                                                       ``pretrained: false``).
 ``auto_update_scoring``  ``false``                    let MONAI Label re-run every scoring method after start-up,
