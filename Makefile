@@ -121,7 +121,7 @@ gpu-recipe-upload: install realct
 # augmentation. The first two were stopped by hand at 700 and 925 steps of time-budgeted cosine runs (28 and 35 min
 # planned); here they are step-budgeted, so their learning rates follow a slightly different curve.
 REAL_STAGE := --data $(GEN)/phantom_wide --data $(GEN)/phantom_default --data .devdata/realct/eval_ts_abdomen.json \
-	--data .devdata/realct/cases_but_ts_abdomen.json $(shell grep -v '^\#' scripts/gpu_recipe/structures.txt | sed 's/.*/--structure "&"/') \
+	--data .devdata/realct/cases_but_ts_abdomen.json --structures-file scripts/gpu_recipe/structures.txt \
 	--forget-untrained --foreground-fraction 0.5 --prompts-per-volume 8 --lr 1e-3 --lr-schedule cosine --windows multi \
 	--augment --preset small --workers 1 --save-every 100 --no-progress
 real-checkpoint: install realct

@@ -107,3 +107,28 @@ def test_case_list_round_trip(tmp_path: Path, train_phantom_dir: Path) -> None:
     (tmp_path / "bad.json").write_text('[{"case_id": "x"}]')
     with pytest.raises(DatasetFolderError, match="cannot read case list"):
         load_case_list(tmp_path / "bad.json")
+
+
+def test_structures_file_adds_to_the_structure_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    listing = tmp_path / "structures.txt"
+    listing.write_text("# organs a site prompts\nliver\n\nleft kidney  # sided\n")
+    opts = train.parse_args(["--data", "/d", "--out", "/o", "--structure", "spleen", "--structures-file", str(listing)])
+    assert opts.structures == ("spleen", "liver", "left kidney")
+
+    listing.write_text("liver\nliver\n")
+    with pytest.raises(SystemExit):
+        train.parse_args(["--data", "/d", "--out", "/o", "--structures-file", str(listing)])
+    assert "more than once" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.parse_args(["--data", "/d", "--out", "/o", "--structures-file", str(tmp_path / "none.txt")])
+    assert "--structures-file" in capsys.readouterr().err
+
+
+def test_the_shipped_structure_list_reads_as_the_checkpoint_records_it() -> None:
+    from textdiffseg.checkpoint import read_config
+    from textdiffseg.prompt_match import trained_structures
+
+    root = Path(__file__).resolve().parents[1]
+    names = train.read_structure_list(root / "scripts" / "gpu_recipe" / "structures.txt")
+    config = read_config(root / "apps" / "textdiffseg_app" / "model" / "pretrained_textdiffseg.pt")
+    assert sorted(names) == sorted(trained_structures(config))

@@ -105,6 +105,12 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         help="train only on this structure name (repeatable; default: all annotated)",
     )
     p.add_argument(
+        "--structures-file",
+        type=Path,
+        help="train only on the structure names of this file, one a line ('#' starts a comment; added to "
+        "--structure), e.g. scripts/gpu_recipe/structures.txt",
+    )
+    p.add_argument(
         "--exclusion-fraction",
         type=float,
         default=0.0,
@@ -159,6 +165,11 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         p.error("--exclusion-fraction must be between 0 and 1")
     if not 0.0 <= a.prior_miss_rate <= 1.0:
         p.error("--prior-miss-rate must be between 0 and 1")
+    if a.structures_file is not None:
+        try:
+            a.structure += read_structure_list(a.structures_file)
+        except (OSError, ValueError) as err:
+            p.error(f"--structures-file: {err}")
     if a.data_weight and (len(a.data_weight) != len(a.data) or min(a.data_weight) < 0 or sum(a.data_weight) <= 0):
         p.error("give one non-negative --data-weight per --data (with a positive sum)")
     return TrainOptions(
@@ -195,6 +206,23 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         stage=a.stage,
         prior_miss_rate=a.prior_miss_rate,
     )
+
+
+def read_structure_list(path: Path) -> list[str]:
+    """The structure names of a text file, one a line; blank lines and text after ``#`` are skipped.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it names no structure, or one twice.
+    """
+    names = [line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    names = [name for name in names if name]
+    if not names:
+        raise ValueError(f"{path} names no structure")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"{path} names {twice} more than once")
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
