@@ -139,12 +139,24 @@ def bench_ct(name: str, image: MetaTensor, nets: dict, a: argparse.Namespace, de
         textdiffseg.predict(image, ["liver"])  # warm-up: text cache, allocator, kernels
         rows["textdiffseg_1"] = timed(lambda: textdiffseg.predict(image, ["liver"]), device, a.repeats)
         rows["textdiffseg_5"] = timed(lambda: textdiffseg.predict(image, PROMPTS_5), device, a.repeats)
+        if "previous" in nets:  # the checkpoint the shipped one replaces, same CT, same process
+            previous: Segmenter = nets["previous"]
+            previous.predict(image, ["liver"])
+            rows["previous_1"] = timed(lambda: previous.predict(image, ["liver"]), device, a.repeats)
+            rows["previous_5"] = timed(lambda: previous.predict(image, PROMPTS_5), device, a.repeats)
         if "textdiffseg_default" in nets:
             default: Segmenter = nets["textdiffseg_default"]
             default.predict(image, ["liver"])
             rows["textdiffseg_default_1"] = timed(lambda: default.predict(image, ["liver"]), device, a.repeats)
+        slowdown = {
+            f"textdiffseg_{n}_over_previous_{n}": round(
+                rows[f"textdiffseg_{n}"]["wall_s"] / rows[f"previous_{n}"]["wall_s"], 3
+            )
+            for n in (1, 5)
+            if f"previous_{n}" in rows
+        }
         if a.textdiffseg_only:
-            return {"ct": name, "shape": list(image.shape[1:]), "rows": rows, "ratios": {}}
+            return {"ct": name, "shape": list(image.shape[1:]), "rows": rows, "ratios": slowdown}
         segresnet: DenseSegmenter = nets["segresnet"]
         rows["segresnet"] = timed(lambda: segresnet.predict(image, ["liver"]), device)
         pixel: PixelDiffusionSegmenter = nets["pixel"]
@@ -167,13 +179,16 @@ def bench_ct(name: str, image: MetaTensor, nets: dict, a: argparse.Namespace, de
         "textdiffseg_1_over_segresnet": round(t1 / rows["segresnet"]["wall_s"], 3),
         "pixel_diffusion_over_textdiffseg_1": round(rows["pixel_diffusion"]["wall_s"] / t1, 1),
         "textdiffseg_5_over_1": round(rows["textdiffseg_5"]["wall_s"] / t1, 3),
+        **slowdown,
     }
     return {"ct": name, "shape": list(image.shape[1:]), "rows": rows, "ratios": ratios}
 
 
 LABELS = {
-    "textdiffseg_1": "TextDiffSeg demo (small), 1 prompt",
-    "textdiffseg_5": "TextDiffSeg demo (small), 5 prompts",
+    "textdiffseg_1": "TextDiffSeg (--ckpt), 1 prompt",
+    "textdiffseg_5": "TextDiffSeg (--ckpt), 5 prompts",
+    "previous_1": "TextDiffSeg previous (--previous-ckpt), 1 prompt",
+    "previous_5": "TextDiffSeg previous (--previous-ckpt), 5 prompts",
     "textdiffseg_default_1": "TextDiffSeg default preset (random weights), 1 prompt",
     "segresnet": "SegResNet single pass (11 labels)",
     "pixel_diffusion": "pixel-space diffusion (11 labels)",
@@ -190,7 +205,7 @@ def format_tables(results: list[dict], a: argparse.Namespace, steps: int) -> str
             "|---|---|---:|---:|---:|---:|",
         ]
         for key, row in res["rows"].items():
-            tds = key.startswith("textdiffseg")
+            tds = key.startswith(("textdiffseg", "previous"))
             grid = f"{a.tds_spacing[0]:g} mm, roi {a.tds_roi}" if tds else f"{a.spacing[0]:g} mm, roi {a.roi}"
             if key == "textdiffseg_default_1":
                 grid = f"{a.default_spacing[0]:g} mm, roi {a.default_roi}"
@@ -203,7 +218,12 @@ def format_tables(results: list[dict], a: argparse.Namespace, steps: int) -> str
     lines += ["\n| target (CPU) | CT | measured | target | met |", "|---|---|---:|---:|---|"]
     for res in results:
         r = res["ratios"]
-        lines += [] if not r else [
+        for n in (1, 5):
+            key = f"textdiffseg_{n}_over_previous_{n}"
+            if key in r:
+                met = "yes" if r[key] <= 2 else "no"
+                lines.append(f"| TextDiffSeg / previous, {n} prompt(s) | {res['ct']} | {r[key]:.2f}x | <= 2x | {met} |")
+        lines += [] if "textdiffseg_1_over_segresnet" not in r else [
             f"| TextDiffSeg 1 prompt / SegResNet | {res['ct']} | {r['textdiffseg_1_over_segresnet']:.2f}x | <= 1.5x "
             f"| {'yes' if r['textdiffseg_1_over_segresnet'] <= 1.5 else 'no'} |",
             f"| pixel diffusion / TextDiffSeg 1 prompt | {res['ct']} | {r['pixel_diffusion_over_textdiffseg_1']:.1f}x "
@@ -224,6 +244,11 @@ def build_nets(a: argparse.Namespace, device: torch.device) -> tuple[dict, int]:
     steps = model.config.sampling_steps
     nets: dict = {"textdiffseg": Segmenter(model, encoder, device=device, sw_batch_size=a.sw_batch_size)}
     a.tds_spacing, a.tds_roi = model.config.spacing, model.config.roi_size
+    if a.previous_ckpt:
+        previous, previous_encoder = load_for_inference(a.previous_ckpt, device=device)
+        if previous.config.sampling_steps != steps or previous.config.spacing != model.config.spacing:
+            print("note: the previous checkpoint has another grid or step count", file=sys.stderr)
+        nets["previous"] = Segmenter(previous, previous_encoder, device=device, sw_batch_size=a.sw_batch_size)
     if a.default_preset:
         config = replace(preset_config("default"), text_hidden_size=encoder.hidden_size)
         torch.manual_seed(0)
@@ -255,6 +280,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--textdiffseg-only", action="store_true", help="TextDiffSeg phases only (no baselines, no ratios)")
     p.add_argument("--only-large", action="store_true", help="the 512x512x300 CT only")
     p.add_argument("--ckpt", type=Path, default=DEMO_CKPT)
+    p.add_argument("--previous-ckpt", type=Path, help="also time this checkpoint (the one --ckpt replaces): ratios")
     p.add_argument("--quick", action="store_true", help="smoke test: a 64x64x48 CT, 1 pixel-diffusion window")
     p.add_argument("--json", type=Path, help="also write the results here")
     a = p.parse_args(argv)

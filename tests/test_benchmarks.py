@@ -31,6 +31,22 @@ def test_latency_quick_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert result["machine"]["torch_threads"] >= 1 and len(result["machine"]["loadavg_before"]) == 3
 
 
+def test_latency_times_the_previous_checkpoint_beside_the_new_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "latency.json"
+    shipped = str(latency.DEMO_CKPT)
+    argv = ["--quick", "--textdiffseg-only", "--previous-ckpt", shipped, "--json", str(out)]
+    assert latency.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| TextDiffSeg / previous, 1 prompt(s) | 64x64x48 |" in printed
+    result = json.loads(out.read_text())["results"][0]
+    assert set(result["rows"]) == {"textdiffseg_1", "textdiffseg_5", "previous_1", "previous_5"}
+    ratio = result["ratios"]["textdiffseg_1_over_previous_1"]
+    rows = result["rows"]
+    assert ratio == round(rows["textdiffseg_1"]["wall_s"] / rows["previous_1"]["wall_s"], 3)
+
+
 def test_accuracy_table_has_a_column_per_method_and_a_mean_row() -> None:
     scores = {
         "liver": {"cases": 2, "dice": 0.5, "hd95_mm": 10.0},
