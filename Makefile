@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint pacs pacs-stop bench-accuracy bench-latency bench-clicks realct
+.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint pacs pacs-stop bench-accuracy bench-latency bench-clicks realct
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -132,6 +132,18 @@ real-checkpoint: install realct
 	$(PY) -m textdiffseg.train $(REAL_STAGE) --data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 3 \
 		--exclusion-fraction 0.5 --scan-range-prob 0.4 --steps 100000 --max-minutes 38 --seed 43 \
 		--init-from runs/real/b/model.pt --out runs/real/c
+
+# The shipped checkpoint since 2026-11-26 (README "The shipped model"): the `medium` preset trained from scratch on
+# one H200 (`bash scripts/gpu_recipe/capacity.sh 7`, its cap_medium, then `bash scripts/gpu_recipe/medium_continue.sh
+# 4.5` on the same machine; weights in runs/device/cap), then this CPU segment on 2 cores (85 min).
+medium-checkpoint: install realct
+	$(PY) -m textdiffseg.train --data $(GEN)/phantom_wide --data $(GEN)/phantom_default \
+		--data .devdata/realct/eval_ts_abdomen.json --data .devdata/realct/cases_but_ts_abdomen.json \
+		--data-weight 2 --data-weight 1 --data-weight 3 --data-weight 3 \
+		--structures-file scripts/gpu_recipe/structures.txt --forget-untrained --foreground-fraction 0.5 \
+		--prompts-per-volume 8 --lr 7e-4 --lr-schedule cosine --windows multi --augment --exclusion-fraction 0.5 \
+		--scan-range-prob 0.4 --preset medium --workers 1 --save-every 100 --no-progress --steps 100000 \
+		--max-minutes 85 --seed 51 --init-from runs/device/cap/cap_medium2.pt --out runs/medium/c
 
 clean-data:
 	rm -rf $(DATA)

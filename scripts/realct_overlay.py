@@ -1,12 +1,15 @@
 """PNG overlay of liver, spleen and kidneys on the real abdomen (ts_abdomen of ``make realct``) for a checkpoint.
 
-``python scripts/realct_overlay.py CKPT TITLE OUT.png``: axial and coronal slices through each structure's centroid;
-truth (TotalSegmentator's model output) green, the served pipeline's prediction red.
+``python scripts/realct_overlay.py CKPT TITLE OUT.png [NAME,NAME,...]``: axial and coronal slices through each
+structure's centroid (default liver, spleen and kidneys; other names are looked up in ``dataset.json``); truth
+(TotalSegmentator's model output) green, the served pipeline's prediction red.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import matplotlib
 
@@ -23,15 +26,26 @@ from textdiffseg.model_scores import dice  # noqa: E402
 ORGANS = {"liver": [5], "spleen": [1], "left kidney": [3], "right kidney": [2]}  # TotalSegmentator ids
 
 
-def main(ckpt: str, title: str, out: str, root: str = "datasets/realct") -> None:
+def structure_ids(names: str, root: str) -> dict[str, list[int]]:
+    """Label values of comma-separated structure names, from the folder's ``dataset.json``."""
+    table = json.loads(Path(root, "dataset.json").read_text())["labels"]
+    ids = {name: [int(v)] for v, name in table.items()}
+    unknown = [n for n in names.split(",") if n not in ids]
+    if unknown:
+        raise SystemExit(f"error: {unknown} not labelled in {root}")
+    return {n: ids[n] for n in names.split(",")}
+
+
+def main(ckpt: str, title: str, out: str, names: str = "", root: str = "datasets/realct") -> None:
+    organs = structure_ids(names, root) if names else ORGANS
     image = EnsureChannelFirst()(LoadImage(image_only=True)(f"{root}/imagesTr/ts_abdomen.nii.gz"))
     label = np.asarray(LoadImage(image_only=True)(f"{root}/labelsTr/ts_abdomen.nii.gz")).round().astype(int)
     model, encoder = load_for_inference(ckpt)
     with torch.inference_mode():
-        pred = Segmenter(model, encoder).predict(image, list(ORGANS))
+        pred = Segmenter(model, encoder).predict(image, list(organs))
     ct = np.clip((np.asarray(image[0]) + 200) / 500, 0, 1)
-    fig, axes = plt.subplots(2, len(ORGANS), figsize=(4 * len(ORGANS), 8))
-    for j, (name, values) in enumerate(ORGANS.items()):
+    fig, axes = plt.subplots(2, len(organs), figsize=(4 * len(organs), 8))
+    for j, (name, values) in enumerate(organs.items()):
         truth = np.isin(label, values)
         mask = pred.probability[j] > 0.5
         score = dice(mask, truth)
@@ -52,4 +66,4 @@ def main(ckpt: str, title: str, out: str, root: str = "datasets/realct") -> None
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])
