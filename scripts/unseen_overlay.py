@@ -35,7 +35,11 @@ def main(out: str, image_path: str, models: list[str]) -> None:
         with torch.inference_mode():
             pred = Segmenter(model, encoder).predict(image, list(ORGANS))
         rows.append((name, np.asarray(pred.probability) > 0.5))
-    fig, axes = plt.subplots(len(rows), len(ORGANS), figsize=(3.2 * len(ORGANS), 3.4 * len(rows)), squeeze=False)
+        for organ, mask in zip(ORGANS, rows[-1][1]):
+            z = np.flatnonzero(mask.any((0, 1)))
+            where = f"slices {z.min()}-{z.max()} of {mask.shape[2]}" if z.size else "empty"
+            print(f"{name}: {organ} {int(mask.sum())} voxels, {where}")
+    fig, axes = plt.subplots(len(rows), len(ORGANS), figsize=(3.2 * len(ORGANS), 3.7 * len(rows)), squeeze=False)
     for i, (name, masks) in enumerate(rows):
         for j, organ in enumerate(ORGANS):
             ax = axes[i, j]
