@@ -10,13 +10,10 @@
 set -u
 MINUTES=${1:-8}
 . scripts/gpu_recipe/device_setup.sh
-REAL=.devdata/realct
 COMMON=(--foreground-fraction 0.5 --prompts-per-volume 8 --lr 2e-3 --lr-schedule cosine --windows multi --augment
         --exclusion-fraction 0.25 --scan-range-prob 0.3 --global-batch 8 --workers 5 --device cuda --steps 100000
         --max-minutes "$MINUTES" --save-every 500 --no-progress
-        --data $G/phantom_wide --data $G/phantom_default --data $REAL/eval_ts_abdomen.json
-        --data $REAL/cases_but_ts_abdomen.json --data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 1.5
-        --structures-file scripts/gpu_recipe/structures.txt)
+        "${CURATED_MIX[@]}")
 job cap_small --preset small --seed 31 &
 job cap_medium --preset medium --seed 31 &
 job cap_wide --preset wide --seed 31 &

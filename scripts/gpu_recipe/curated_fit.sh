@@ -11,14 +11,12 @@
 set -u
 MINUTES=${1:-7}
 . scripts/gpu_recipe/device_setup.sh
-REAL=.devdata/realct
 # the twin without the abdomen cannot train what only the abdomen has
 grep -vE '^(gallbladder|stomach|urinary bladder|inferior vena cava)$' scripts/gpu_recipe/structures.txt > $G/structures_lopo.txt
 COMMON=(--foreground-fraction 0.5 --prompts-per-volume 8 --lr 2e-3 --lr-schedule cosine --windows multi --augment
         --preset small --global-batch 8 --workers 7 --device cuda --steps 100000 --max-minutes "$MINUTES"
         --save-every 500 --init-from .devdata/init_lopo_v2.pt --no-progress)
-job cur_full --data $G/phantom_wide --data $G/phantom_default --data $REAL/eval_ts_abdomen.json \
-  --data $REAL/cases_but_ts_abdomen.json --data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 1.5 --seed 21 --structures-file scripts/gpu_recipe/structures.txt &
+job cur_full "${CURATED_MIX[@]}" --seed 21 &
 job cur_lopo --data $G/phantom_wide --data $G/phantom_default --data $REAL/cases_but_ts_abdomen.json \
   --data-weight 1 --data-weight 0.5 --data-weight 1.5 --seed 22 --structures-file $G/structures_lopo.txt &
 sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null; uptime

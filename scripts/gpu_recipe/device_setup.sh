@@ -1,6 +1,6 @@
 # Sourced by the GPU recipe's scripts on the device (after they set MINUTES): the wheels it lacks, the committed code
 # on the path, the two training phantom series of the real-CT recipe (wide seed 200 x 24, default seed 100 x 12, at
-# 2.5 mm) in $G, $OUT for what comes back, and `job`, one training run of MINUTES.
+# 2.5 mm) in $G, $OUT for what comes back, CURATED_MIX, and `job`, one training run of MINUTES.
 OUT=${OUT:-runs/gpu_out}
 mkdir -p "$OUT"
 PY=${PY:-python3}
@@ -14,6 +14,13 @@ $PH --out $G/phantom_default --n 12 --seed 100 &
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 wait
 echo "phantoms ready at $SECONDS s"
+
+# The data of the curated recipe (capacity.sh, medium_continue.sh): wide phantoms 1 : demo phantoms 0.5 : the real
+# abdomen 3 : the chest CTs 1.5, only the structures of structures.txt.
+REAL=.devdata/realct
+CURATED_MIX=(--data $G/phantom_wide --data $G/phantom_default --data $REAL/eval_ts_abdomen.json
+             --data $REAL/cases_but_ts_abdomen.json --data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 1.5
+             --structures-file scripts/gpu_recipe/structures.txt)
 
 job() {  # NAME FLAGS...: train_job.py with "${COMMON[@]}" and FLAGS into $G/NAME; its weights to $OUT/NAME.pt
   local name=$1; shift
