@@ -30,8 +30,10 @@ NOISE_STEPS = (50, 300, 700, 999)
 
 
 @torch.no_grad()
-def diagnose(ckpt: str, folder: str, case_id: str, names: list[str]) -> list[str]:
-    """One line per structure (see the module docstring)."""
+def diagnose(ckpt: str, folder: str, case_id: str, names: list[str]) -> list[dict]:
+    """One row per structure (see the module docstring): ``name``, ``voxels``, ``recon``, ``denoised`` (t -> Dice),
+    ``sampled``, ``inside`` (mean probability inside the truth); ``name`` and ``absent`` for one not in the case.
+    """
     model, encoder = load_for_inference(ckpt)
     model.eval()
     cases = [c for c in load_folder(folder) if c.case_id == case_id]
@@ -39,10 +41,10 @@ def diagnose(ckpt: str, folder: str, case_id: str, names: list[str]) -> list[str
         raise SystemExit(f"error: no case {case_id!r} in {folder}")
     case = prepare_cases(cases, model.config)[0]
     scheduler = make_scheduler(model.config)
-    lines = []
+    rows: list[dict] = []
     for name in names:
         if name not in case.present:
-            lines.append(f"{name}: not in {case_id}")
+            rows.append({"name": name, "absent": True})
             continue
         centre = case.target_mask(name).nonzero().float().mean(0).round().long().tolist()
         image, label = random_crop(case, model.config.roi_size, random.Random(0), centre=centre)
@@ -61,16 +63,32 @@ def diagnose(ckpt: str, folder: str, case_id: str, names: list[str]) -> list[str
         probability = sample_masks(
             model, condition, model.config.sampling_steps, generator=torch.Generator().manual_seed(0)
         ).probability
-        inside = float((probability * truth).sum() / truth.sum())
-        lines.append(
-            f"{name}: {int(truth.sum())} voxels in the window; recon {dice(recon, truth.bool()):.3f}; denoised from t "
-            + ", ".join(f"{t}: {d:.3f}" for t, d in denoised.items())
-            + f"; sampled {dice(probability > 0.5, truth.bool()):.3f} (mean probability inside {inside:.3f})"
+        rows.append(
+            {
+                "name": name,
+                "voxels": int(truth.sum()),
+                "recon": dice(recon, truth.bool()),
+                "denoised": denoised,
+                "sampled": dice(probability > 0.5, truth.bool()),
+                "inside": float((probability * truth).sum() / truth.sum()),
+            }
         )
-    return lines
+    return rows
+
+
+def describe(row: dict, case_id: str) -> str:
+    """One line of :func:`diagnose`'s output."""
+    if row.get("absent"):
+        return f"{row['name']}: not in {case_id}"
+    steps = ", ".join(f"{t}: {d:.3f}" for t, d in row["denoised"].items())
+    return (
+        f"{row['name']}: {row['voxels']} voxels in the window; recon {row['recon']:.3f}; denoised from t {steps}; "
+        f"sampled {row['sampled']:.3f} (mean probability inside {row['inside']:.3f})"
+    )
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 5:
         raise SystemExit(__doc__.split("\n\n")[1])
-    print("\n".join(diagnose(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(","))))
+    for found in diagnose(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(",")):
+        print(describe(found, sys.argv[3]))
