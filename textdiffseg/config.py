@@ -153,12 +153,13 @@ PRESETS: dict[str, dict[str, object]] = {
     ),
     "default": {},
 }
-# The small grid with the default preset's widths: 3.7x the parameters, 1.6x the time of a window on 2 CPU cores, and
-# what ships since ``small`` could not tell 23 structures apart (README "The shipped model").
+# The small grid with the default preset's widths: 3.6x the parameters, 1.3-1.5x the whole-CT time of ``small`` on 2
+# CPU cores (``benchmarks/latency.py --previous-ckpt``), and what ships since ``small`` could not tell 23 structures
+# apart (README "The shipped model").
 PRESETS["medium"] = dict(
     PRESETS["small"], image_channels=(16, 32), fused_channels=48, text_dim=64, denoiser_channels=(48, 64)
 )
-# Wider still: 7.5x the parameters of ``small`` (19.8 MB), 2.4x the time of a window.
+# Wider still: 7.5x the parameters of ``small`` (19.8 MB of weights).
 PRESETS["wide"] = dict(
     PRESETS["small"], image_channels=(24, 48), fused_channels=64, text_dim=64, denoiser_channels=(64, 96)
 )
