@@ -10,10 +10,7 @@
 set -u
 MINUTES=${1:-8}
 . scripts/gpu_recipe/device_setup.sh
-COMMON=(--foreground-fraction 0.5 --prompts-per-volume 8 --lr 2e-3 --lr-schedule cosine --windows multi --augment
-        --exclusion-fraction 0.25 --scan-range-prob 0.3 --global-batch 8 --workers 5 --device cuda --steps 100000
-        --max-minutes "$MINUTES" --save-every 500 --no-progress
-        "${CURATED_MIX[@]}")
+COMMON=("${CURATED_RECIPE[@]}" --lr 2e-3 --workers 5 --max-minutes "$MINUTES")
 job cap_small --preset small --seed 31 &
 job cap_medium --preset medium --seed 31 &
 job cap_wide --preset wide --seed 31 &

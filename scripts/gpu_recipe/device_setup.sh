@@ -21,6 +21,10 @@ REAL=.devdata/realct
 CURATED_MIX=(--data $G/phantom_wide --data $G/phantom_default --data $REAL/eval_ts_abdomen.json
              --data $REAL/cases_but_ts_abdomen.json --data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 1.5
              --structures-file scripts/gpu_recipe/structures.txt)
+# The medium model's GPU recipe on that data (capacity.sh, medium_continue.sh add --lr, --workers and --max-minutes).
+CURATED_RECIPE=(--foreground-fraction 0.5 --prompts-per-volume 8 --lr-schedule cosine --windows multi --augment
+                --exclusion-fraction 0.25 --scan-range-prob 0.3 --global-batch 8 --device cuda --steps 100000
+                --save-every 500 --no-progress "${CURATED_MIX[@]}")
 
 job() {  # NAME FLAGS...: train_job.py with "${COMMON[@]}" and FLAGS into $G/NAME; its weights to $OUT/NAME.pt
   local name=$1; shift

@@ -6,10 +6,7 @@
 set -u
 MINUTES=${1:-4.5}
 . scripts/gpu_recipe/device_setup.sh
-COMMON=(--foreground-fraction 0.5 --prompts-per-volume 8 --lr 1e-3 --lr-schedule cosine --windows multi --augment
-        --exclusion-fraction 0.25 --scan-range-prob 0.3 --global-batch 8 --workers 13 --device cuda --steps 100000
-        --max-minutes "$MINUTES" --save-every 500 --no-progress
-        "${CURATED_MIX[@]}")
+COMMON=("${CURATED_RECIPE[@]}" --lr 1e-3 --workers 13 --max-minutes "$MINUTES")
 job cap_medium2 --preset medium --seed 32 --init-from $G/cap_medium/model.pt
 tar czf "$OUT/logs2.tgz" $G/cap_medium2.log $G/cap_medium2/history.jsonl
 echo "done at $SECONDS s"
