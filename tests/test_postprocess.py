@@ -8,7 +8,7 @@ from monai.data import MetaTensor
 
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.inference import WholeVolumePipeline
-from textdiffseg.postprocess import LESION_ORGAN, PIECES, clean_probabilities
+from textdiffseg.postprocess import LESION_ORGAN, PIECES, clean_probabilities, region_organs
 
 
 def _ball(shape: tuple[int, int, int], centre: tuple[int, int, int], radius: float) -> np.ndarray:
@@ -58,6 +58,28 @@ def test_lesions_outside_their_organ_are_dropped_only_when_the_organ_is_segmente
     assert kept[inside].all() and not kept[outside].any()
 
 
+def test_a_lesion_alone_is_kept_inside_the_organ_segmented_for_it() -> None:
+    assert region_organs(["kidney tumor", "liver", "liver tumor", None]) == ["kidney"], "liver is in the request"
+    assert region_organs(["kidney tumor", "right kidney", "colon tumor", "colon tumor"]) == ["colon"]
+    assert region_organs(["liver", "free text", None]) == []
+    shape = (40, 40, 40)
+    kidney = _ball(shape, (20, 20, 20), 8)
+    inside, outside = _ball(shape, (20, 20, 25), 2), _ball(shape, (4, 36, 4), 2)
+    alone = _probability(inside | outside)
+    notes = clean_probabilities(alone, ["kidney tumor"], {"kidney": kidney})
+    kept = (alone[0] > 0.5).numpy()
+    assert kept[inside].all() and not kept[outside].any()
+    assert (
+        len(notes) == 1 and notes[0].startswith(f"kidney tumor: {int(outside.sum())} voxel(s)") and "kidney" in notes[0]
+    )
+    nowhere = _probability(inside | outside)
+    clean_probabilities(nowhere, ["kidney tumor"], {"kidney": np.zeros(shape, bool)})
+    assert not (nowhere[0] > 0.5).any(), "no kidney found: no kidney tumour"
+    named = _probability(inside | outside, kidney)
+    clean_probabilities(named, ["kidney tumor", "left kidney"], {"kidney": np.zeros(shape, bool)})
+    assert (named[0] > 0.5).numpy()[inside].all(), "an organ of the request comes first"
+
+
 def test_the_tables_name_only_vocabulary_structures() -> None:
     names = set(PromptVocabulary.load().names)
     assert set(PIECES) <= names and set(LESION_ORGAN) <= names
@@ -80,3 +102,30 @@ def test_the_pipeline_cleans_masks_by_default_and_says_so() -> None:
     assert cleaned.label_map[1, 1, 1] == 2, "free text is left as predicted"
     assert (cleaned.label_map == 1).sum() < (raw.label_map == 1).sum() and raw.label_map[1, 1, 1] == 1
     assert [note.split(":")[0] for note in cleaned.postprocessing] == ["liver"] and raw.postprocessing == []
+
+
+class _LesionPipeline(_FixedPipeline):
+    """:class:`_FixedPipeline` that finds its 'kidney' in one corner only, and records the organs it was asked for."""
+
+    asked: list[list[str]]
+
+    def region_organs(self, anatomy: list[str | None]) -> list[str]:
+        from textdiffseg.postprocess import region_organs as organs_of
+
+        return organs_of(anatomy)
+
+    def segment_organs(self, volume: torch.Tensor, organs: list[str]) -> dict[str, np.ndarray]:
+        self.asked = [*getattr(self, "asked", []), organs]
+        return {organ: _ball(tuple(volume.shape[1:]), (1, 1, 1), 2) for organ in organs}
+
+
+def test_the_pipeline_segments_the_organ_of_a_lesion_prompted_alone_and_says_so() -> None:
+    image = MetaTensor(torch.zeros(1, 24, 24, 24), affine=torch.eye(4))
+    pipeline = _LesionPipeline((1.0, 1.0, 1.0), (-160.0, 240.0))
+    prediction = pipeline.predict(image, ["kidney tumor", "spleen"])
+    assert pipeline.asked == [["kidney"]]
+    assert prediction.passes == [["coarse", "organ"], ["coarse"]]
+    assert prediction.label_map[1, 1, 1] == 1 and prediction.label_map[12, 12, 12] != 1, "kept in the kidney"
+    assert prediction.postprocessing[0].startswith("kidney tumor:")
+    raw = _LesionPipeline((1.0, 1.0, 1.0), (-160.0, 240.0), postprocess=False)
+    assert raw.predict(image, ["kidney tumor"]).passes == [["coarse"]] and not hasattr(raw, "asked")

@@ -87,6 +87,18 @@ def test_requests_over_the_compute_budget_are_refused_before_sampling(tiny_encod
     assert within.predict(_ct((20, 20, 20)), ["liver", "spleen"]).label_map.shape == (20, 20, 20)
 
 
+def test_a_lesion_alone_costs_a_pass_of_its_organ(tiny_encoder: TextEncoder) -> None:
+    """ "kidney tumor" alone is kept inside a "kidney" the model segments for it: the budget counts that pass."""
+    model = _tiny_model(tiny_encoder, tiny_encoder.name)
+    segmenter = Segmenter(model, tiny_encoder, steps=3, ensemble=2, max_denoiser_calls=11)
+    assert segmenter.region_organs(["kidney tumor", "lung tumor", "liver tumor", "liver"]) == ["kidney"]
+    with pytest.raises(ComputeBudgetError, match=r"1 prompt\(s\) \+ 1 organ\(s\) for lesions"):
+        segmenter.predict(_ct((20, 20, 20)), ["kidney tumor"])  # (1 + 1) x 2 x 3 x 1 window = 12
+    within = Segmenter(model, tiny_encoder, steps=3, ensemble=2, max_denoiser_calls=12)
+    assert within.predict(_ct((20, 20, 20)), ["kidney tumor"]).passes == [["coarse", "organ"]]
+    assert within.predict(_ct((20, 20, 20)), ["kidney tumor", "kidney"]).passes == [["coarse"], ["coarse"]]
+
+
 def test_many_samples_are_drawn_in_prompt_groups_with_the_same_answer_per_prompt(tiny_encoder: TextEncoder) -> None:
     """Over ``MAX_SAMPLES_PER_WINDOW`` samples a window is sampled in groups of prompts (bounded memory)."""
     model = _tiny_model(tiny_encoder, tiny_encoder.name)

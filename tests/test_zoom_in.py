@@ -205,8 +205,13 @@ def test_the_fine_pass_changes_masks_inside_their_region_only(tiny_encoder: Text
 def test_a_lesion_is_searched_for_in_its_organ_even_when_the_request_names_only_the_lesion(
     tiny_encoder: TextEncoder,
 ) -> None:
-    prediction = _segmenter(tiny_encoder).predict(_ct(), ["liver tumor"])
-    assert prediction.passes == [["coarse", "fine"]]  # the coarse tumour is empty; the liver's region is used
+    segmenter = _segmenter(tiny_encoder)
+    organ_passes = []
+    segment_organs = segmenter.segment_organs
+    segmenter.segment_organs = lambda volume, organs: organ_passes.append(organs) or segment_organs(volume, organs)  # type: ignore[method-assign]
+    prediction = segmenter.predict(_ct(), ["liver tumor"])
+    # the coarse tumour is empty; the liver's region is used, segmented once (post-processing and zoom-in share it)
+    assert prediction.passes == [["coarse", "organ", "fine"]] and organ_passes == [["liver"]]
 
 
 def test_a_fine_pass_over_the_budget_is_skipped_with_a_note(tiny_encoder: TextEncoder) -> None:
@@ -219,8 +224,11 @@ def test_a_fine_pass_over_the_budget_is_skipped_with_a_note(tiny_encoder: TextEn
 
 def test_a_search_region_over_the_budget_is_skipped_with_a_note(tiny_encoder: TextEncoder) -> None:
     coarse_calls = _segmenter(tiny_encoder).denoiser_calls(1, (20, 20, 14))
-    # the lesion's own coarse pass fits; the coarse pass of its organ ("liver", not asked for) does not
-    prediction = _segmenter(tiny_encoder, budget=coarse_calls).predict(_ct(), ["liver tumor"])
+    # the lesion's own coarse pass fits; the coarse pass of its organ ("liver", not asked for) does not (without
+    # post-processing: with it, the organ is segmented for the lesion anyway and the budget counts it up front)
+    segmenter = _segmenter(tiny_encoder, budget=coarse_calls)
+    segmenter.postprocess = False
+    prediction = segmenter.predict(_ct(), ["liver tumor"])
     assert prediction.passes == [["coarse"]]
     assert "search region is over what the budget leaves" in prediction.zoom_notes[0]
 

@@ -40,7 +40,14 @@ from textdiffseg.input_grid import to_input_grid
 from textdiffseg.intensity import HUWindows
 from textdiffseg.label_fusion import check_label_values, label_map_from_probabilities
 from textdiffseg.networks.model import Condition, TextDiffSeg
-from textdiffseg.postprocess import clean_probabilities
+from textdiffseg.postprocess import (
+    FOREGROUND,
+    LESION_ORGAN,
+    PIECES,
+    clean_probabilities,
+    keep_main_pieces,
+    region_organs,
+)
 from textdiffseg.prompt_match import UNKNOWN_BELOW, PromptMatch, PromptMatcher, trained_structures
 from textdiffseg.text.encoder import TextEncoder
 from textdiffseg.zoom_in import FINE_OVERLAP, ZoomInput, ZoomPlan, refine_prompts
@@ -194,9 +201,24 @@ class WholeVolumePipeline:
         """Whether :meth:`predict` takes clicks: they edit the mask, or the model is conditioned on them."""
         return self.click_edits is not None or self.model_takes_clicks
 
-    def check_request(self, prompts: list[str], shape: tuple[int, ...], clicks: PromptClicks | None = None) -> None:
+    def region_organs(self, anatomy: Sequence[str | None]) -> list[str]:
+        """The organs :meth:`segment_organs` segments for a request's lesions whose organ it does not name, so that
+        they are kept inside it (``textdiffseg.postprocess.region_organs``); default: none (no model to ask)."""
+        return []
+
+    def segment_organs(self, volume: torch.Tensor, organs: list[str]) -> dict[str, np.ndarray]:
+        """Masks ``(D, H, W)`` bool of ``organs`` in a normalised volume at the working spacing; default: none."""
+        return {}
+
+    def check_request(
+        self,
+        prompts: list[str],
+        shape: tuple[int, ...],
+        clicks: PromptClicks | None = None,
+        organ_passes: int = 0,
+    ) -> None:
         """Refuse a request before any model call (``shape``: the volume at the working spacing, ``clicks`` on that
-        grid); default: accept."""
+        grid, ``organ_passes``: organs :meth:`segment_organs` will segment for its lesions); default: accept."""
 
     def segment_volume(self, volume: torch.Tensor, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(P, D, H, W)`` probabilities and entropies (``None``: no uncertainty) of a normalised ``(C, D, H, W)``.
@@ -235,19 +257,22 @@ class WholeVolumePipeline:
         )
         if not self.model_takes_clicks:
             grid_clicks = None  # the clicks only edit the result (below)
-        self.check_request(prompts, tuple(resampled.shape[1:]), grid_clicks)
+        anatomy = self.anatomy_of(prompts)
+        if grid_clicks is not None:  # the model's clicked result is not cleaned (the annotator decides)
+            anatomy = [None if c else a for a, c in zip(anatomy, grid_clicks)]
+        organs = self.region_organs(anatomy) if self.postprocess else []
+        self.check_request(prompts, tuple(resampled.shape[1:]), grid_clicks, organ_passes=len(organs))
         volume = self._scale(resampled.as_tensor())
         if grid_clicks is None:
             probability_maps, entropy_maps = self.segment_volume(volume, prompts)
         else:
             probability_maps, entropy_maps = self.segment_volume(volume, prompts, clicks=grid_clicks)  # type: ignore[call-arg]
         notes: list[str] = []
-        anatomy = self.anatomy_of(prompts)
-        if grid_clicks is not None:  # the model's clicked result is not cleaned (the annotator decides)
-            anatomy = [None if c else a for a, c in zip(anatomy, grid_clicks)]
+        organ_masks: dict[str, np.ndarray] = {}
         if self.postprocess:
+            organ_masks = self.segment_organs(volume, organs) if organs else {}
             with torch.inference_mode():  # the maps may be inference tensors, changed in place
-                notes = clean_probabilities(probability_maps, anatomy)
+                notes = clean_probabilities(probability_maps, anatomy, organ_masks)
         # Back onto the input grid one map at a time, written in place: a 512x512x300 CT is 79 M voxels, so
         # resampling every map of every prompt at once would need gigabytes of transient memory.
         probability = np.empty((len(prompts), *original.shape[1:]), np.float32)
@@ -257,11 +282,16 @@ class WholeVolumePipeline:
             if entropy_maps is not None:
                 to_input_grid(entropy_maps[i][None], resampled.affine, original, out=uncertainty[i : i + 1])
         passes, zoom_notes = self.zoom_in(
-            ZoomInput(original, np.asarray(resampled.affine), self.spacing, volume, probability_maps, anatomy),
+            ZoomInput(
+                original, np.asarray(resampled.affine), self.spacing, volume, probability_maps, anatomy, organ_masks
+            ),
             prompts,
             probability,
             uncertainty,
         )
+        for i, name in enumerate(anatomy):  # lesions kept inside an organ segmented for them
+            if name in LESION_ORGAN and any(o in organ_masks for o in LESION_ORGAN[name]):
+                passes[i].insert(1, "organ")
         edited = self.edit_by_clicks(original, probability, uncertainty, clicks if clicked else None)
         label_map = label_map_from_probabilities(probability, values)
         affine = np.asarray(original.affine)
@@ -435,7 +465,7 @@ class Segmenter(WholeVolumePipeline):
         shape = tuple(coarse.volume.shape[1:])
         budget = None
         if self.max_denoiser_calls is not None:
-            budget = self.max_denoiser_calls - self.denoiser_calls(len(prompts), shape)
+            budget = self.max_denoiser_calls - self.denoiser_calls(len(prompts) + len(coarse.organs), shape)
 
         def coarse_pass(organs: list[str]) -> torch.Tensor:
             return self.predict_normalized(coarse.volume, organs)[0]
@@ -444,20 +474,41 @@ class Segmenter(WholeVolumePipeline):
         plan = ZoomPlan(self.fine, refinable, coarse_pass, self.denoiser_calls(1, shape), budget)
         return refine_prompts(plan, coarse, prompts, probability, uncertainty)
 
-    def check_request(self, prompts: list[str], shape: tuple[int, ...], clicks: PromptClicks | None = None) -> None:
+    def region_organs(self, anatomy: Sequence[str | None]) -> list[str]:
+        """The organs to segment for lesions whose organ the request does not name, among those the model knows."""
+        known = set(trained_structures(self.config))
+        return [organ for organ in region_organs(anatomy) if organ in known]
+
+    def segment_organs(self, volume: torch.Tensor, organs: list[str]) -> dict[str, np.ndarray]:
+        """One pass of the model over ``organs``; each mask keeps its main pieces (``textdiffseg.postprocess``)."""
+        probability = self.predict_normalized(volume, organs)[0]
+        masks = {organ: (probability[k] > FOREGROUND).numpy() for k, organ in enumerate(organs)}
+        return {
+            organ: keep_main_pieces(mask, PIECES[organ]) if organ in PIECES else mask for organ, mask in masks.items()
+        }
+
+    def check_request(
+        self,
+        prompts: list[str],
+        shape: tuple[int, ...],
+        clicks: PromptClicks | None = None,
+        organ_passes: int = 0,
+    ) -> None:
         """Refuse requests over the compute budget, naming the cost, each factor, the limit and how to lower it.
 
-        A clicked prompt costs the windows of its clicked pass (around its clicks) on top of its text-only pass."""
+        A clicked prompt costs the windows of its clicked pass (around its clicks) on top of its text-only pass; an
+        organ segmented for a lesion (``organ_passes``) costs as a prompt."""
         if self.max_denoiser_calls is None:
             return
-        cost = self.denoiser_calls(len(prompts), shape, clicks)
+        cost = self.denoiser_calls(len(prompts) + organ_passes, shape, clicks)
         if cost > self.max_denoiser_calls:
             windows = sliding_window_count(shape, self.config.roi_size, self.overlap)
             click_windows = self._click_windows(shape, clicks)
             clicked = f" + {click_windows} window(s) of clicked passes" if click_windows else ""
+            organs = f" + {organ_passes} organ(s) for lesions" if organ_passes else ""
             raise ComputeBudgetError(
-                f"request needs {cost:,} denoiser calls ({len(prompts)} prompt(s) x {windows} sliding window(s)"
-                f"{clicked}, x ensemble {self.ensemble} x {self.steps} sampling steps), over the limit of "
+                f"request needs {cost:,} denoiser calls ({len(prompts)} prompt(s){organs} x {windows} sliding "
+                f"window(s){clicked}, x ensemble {self.ensemble} x {self.steps} sampling steps), over the limit of "
                 f"{self.max_denoiser_calls:,} per request: send fewer prompts, a smaller ensemble, fewer "
                 "sampling_steps or a smaller image"
             )

@@ -4,8 +4,9 @@ A diffusion sample thresholded at 0.5 often leaves small blobs far from the stru
 dominates a liver's HD95. Anatomy says how many connected pieces a structure has (:data:`PIECES`: a liver is one,
 "kidney" (both) two); such a prompt keeps its largest pieces and whatever touches them (a gap of one voxel from
 thresholding is not a separate organ). Lesions (:data:`LESION_ORGAN`) may be many, but never outside their organ:
-when the organ is segmented in the same request, lesion pieces that do not touch it are dropped. Structures not in
-the tables (free text, ribs, spine, bowel) are left as predicted.
+lesion pieces that do not touch it are dropped. The organ is the one segmented in the same request or, when the
+request names none, the mask of :func:`region_organs` that the pipeline segments for the lesion (no organ found: no
+lesion). Structures not in the tables (free text, ribs, spine, bowel) are left as predicted.
 
 Works on probability maps at the model spacing (``(P, D, H, W)``, before they are resampled to the input grid),
 setting the probability of dropped voxels to 0, so the label map and the Dice/HD95 of every caller follow.
@@ -13,7 +14,7 @@ setting the probability of dropped voxels to 0, so the label map and the Dice/HD
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -70,27 +71,48 @@ def keep_inside(mask: np.ndarray, region: np.ndarray) -> np.ndarray:
     return np.isin(labels, inside)
 
 
-def clean_probabilities(probability: torch.Tensor, structures: Sequence[str | None]) -> list[str]:
+def region_organs(structures: Sequence[str | None]) -> list[str]:
+    """The organs to segment for the lesions of a request that names none of their organs (the first of each
+    lesion's :data:`LESION_ORGAN`: "kidney" for "kidney tumor"), sorted, each once."""
+    named = set(structures)
+    return sorted(
+        {LESION_ORGAN[name][0] for name in named if name in LESION_ORGAN and not named & set(LESION_ORGAN[name])}
+    )
+
+
+def clean_probabilities(
+    probability: torch.Tensor,
+    structures: Sequence[str | None],
+    organs: Mapping[str, np.ndarray] | None = None,
+) -> list[str]:
     """Apply the module's rules in place to ``(P, D, H, W)`` probabilities; returns a note per changed prompt.
 
     Args:
         probability: per-prompt foreground probabilities at the model spacing (changed in place).
         structures: the structure each prompt was understood as (vocabulary name), ``None`` for free text.
+        organs: masks (``(D, H, W)`` bool, same grid) of organs segmented for lesions whose request names none of
+            their organs (:func:`region_organs`); a lesion with neither is left as predicted.
     """
     if probability.shape[0] != len(structures):
         raise ValueError(f"{probability.shape[0]} probability maps for {len(structures)} structures")
     masks = [(probability[i] > FOREGROUND).cpu().numpy() for i in range(len(structures))]
+    organs = organs or {}
     notes = []
     for i, name in enumerate(structures):
         if name in PIECES:
             kept = keep_main_pieces(masks[i], PIECES[name])
+            why = "stray voxel(s) at the model spacing removed"
         elif name in LESION_ORGAN:
-            organs = [masks[j] for j, other in enumerate(structures) if other in LESION_ORGAN[name]]
-            kept = keep_inside(masks[i], np.logical_or.reduce(organs)) if organs else masks[i]
+            named = {other: masks[j] for j, other in enumerate(structures) if other in LESION_ORGAN[name]}
+            regions = named or {o: organs[o] for o in LESION_ORGAN[name] if o in organs}
+            if not regions:
+                continue
+            kept = keep_inside(masks[i], np.logical_or.reduce(list(regions.values())))
+            why = f"voxel(s) at the model spacing outside the {' / '.join(sorted(regions))} removed"
         else:
             continue
         dropped = int(masks[i].sum() - kept.sum())
         if dropped:
             probability[i][torch.from_numpy(masks[i] & ~kept).to(probability.device)] = 0.0
-            notes.append(f"{name}: {dropped} stray voxel(s) at the model spacing removed")
+            notes.append(f"{name}: {dropped} {why}")
     return notes

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -53,6 +53,7 @@ class ZoomInput:
     volume: torch.Tensor  # the normalised CT on the coarse grid (C, D, H, W)
     probability: torch.Tensor  # the coarse probabilities (P, D, H, W), cleaned
     anatomy: list[str | None]  # the structure each prompt was understood as (None: free text or clicked)
+    organs: dict[str, np.ndarray] = field(default_factory=dict)  # coarse masks segmented for lesions (postprocess)
 
 
 def coarse_box(region: np.ndarray, spacing: Sequence[float], margin_mm: float = MARGIN_MM) -> Box | None:
@@ -166,7 +167,7 @@ def refine_prompts(
     ``uncertainty`` (``(P, *input grid)``) inside its box; returns each prompt's passes and why others got none."""
     passes: list[list[str]] = [["coarse"] for _ in prompts]
     notes: list[str] = []
-    masks: dict[str, np.ndarray] = {}
+    masks: dict[str, np.ndarray] = dict(coarse.organs)  # organs already segmented for lesions: no second pass
     for i, name in enumerate(coarse.anatomy):
         if name is not None:
             masks.setdefault(name, foreground(coarse.probability[i]))

@@ -9,13 +9,14 @@ Request parameters (multipart ``params`` JSON; the clients show the ``config`` b
   ``uncertainty`` (true: per-prompt mean entropy in the result JSON and a voxelwise map saved as datastore label tag
   ``uncertainty``, see ``uncertainty_label``).
 * ``postprocess`` (true): each mask is cleaned by its anatomy before it is returned (``textdiffseg.postprocess``:
-  organs keep their main pieces and what touches them, lesions the pieces inside their organ when it is segmented in
-  the same request); ``postprocessing`` in the answer lists what was removed. ``false``: the raw thresholded mask.
+  organs keep their main pieces and what touches them, lesions the pieces inside their organ: the one the request
+  names, else one the model segments for it, which adds ``"organ"`` to the lesion's ``passes`` and costs a pass of
+  its own); ``postprocessing`` in the answer lists what was removed. ``false``: the raw thresholded mask.
 * ``fine_pass`` (true): when the checkpoint holds a zoom-in fine stage, each prompt it was trained on is segmented
   again at 1.5 mm in-plane over the region the coarse pass found (lesions: their organ's region;
   ``textdiffseg.zoom_in``). Each prompt of the answer lists its ``passes`` (``["coarse"]`` or
-  ``["coarse", "fine"]``); ``zoom_in`` says why a prompt got no fine pass. ``--conf fine_pass false`` turns it off
-  for the server.
+  ``["coarse", "fine"]``, with ``"organ"`` after ``"coarse"`` for a lesion kept inside an organ segmented for it);
+  ``zoom_in`` says why a prompt got no fine pass. ``--conf fine_pass false`` turns it off for the server.
 * ``seed`` (0 by default): the same request (image, prompts, settings, seed) always gives the same bytes; each
   prompt's noise is seeded from the seed and the prompt's text, so it does not depend on the other prompts. Another
   seed gives another sample (``ensemble`` > 1 still gives the spread of several).
