@@ -133,30 +133,29 @@ real-checkpoint: install realct
 		--exclusion-fraction 0.5 --scan-range-prob 0.4 --steps 100000 --max-minutes 38 --seed 43 \
 		--init-from runs/real/b/model.pt --out runs/real/c
 
-# The shipped checkpoint since 2026-11-26 (README "The shipped model"): the `medium` preset trained from scratch on
-# one H200 (`bash scripts/gpu_recipe/capacity.sh 7`, its cap_medium, then `bash scripts/gpu_recipe/medium_continue.sh
+# The medium model's CPU recipe: the GPU mix (wide phantoms 1 : demo phantoms 0.5 : real abdomen 3 : chest CTs 1.5),
+# one patch a step; each stage below adds its learning rate, time, seed and starting weights.
+MEDIUM_RECIPE := --data $(GEN)/phantom_wide --data $(GEN)/phantom_default \
+	--data .devdata/realct/eval_ts_abdomen.json --data .devdata/realct/cases_but_ts_abdomen.json \
+	--data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 1.5 \
+	--structures-file scripts/gpu_recipe/structures.txt --forget-untrained --foreground-fraction 0.5 \
+	--prompts-per-volume 8 --lr-schedule cosine --windows multi --augment --exclusion-fraction 0.25 \
+	--scan-range-prob 0.3 --preset medium --workers 1 --save-every 100 --no-progress --steps 100000
+
+# The first medium checkpoint shipped (261fa17; README "The shipped model"): the `medium` preset trained from scratch
+# on one H200 (`bash scripts/gpu_recipe/capacity.sh 7`, its cap_medium, then `bash scripts/gpu_recipe/medium_continue.sh
 # 4.5` on the same machine; weights in runs/device/cap), then this CPU segment on 2 cores (60 min): the GPU mix at a
 # fifth of its learning rate (one patch a step here, eight there). A first try at 7e-4 with half the prompts
 # partial-label ones lost spleen, stomach, pancreas and bladder by step 2,000.
 medium-checkpoint: install realct
-	$(PY) -m textdiffseg.train --data $(GEN)/phantom_wide --data $(GEN)/phantom_default \
-		--data .devdata/realct/eval_ts_abdomen.json --data .devdata/realct/cases_but_ts_abdomen.json \
-		--data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 1.5 \
-		--structures-file scripts/gpu_recipe/structures.txt --forget-untrained --foreground-fraction 0.5 \
-		--prompts-per-volume 8 --lr 2e-4 --lr-schedule cosine --windows multi --augment --exclusion-fraction 0.25 \
-		--scan-range-prob 0.3 --preset medium --workers 1 --save-every 100 --no-progress --steps 100000 \
-		--max-minutes 60 --seed 52 --init-from runs/device/cap/cap_medium2.pt --out runs/medium/c
+	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 2e-4 --max-minutes 60 --seed 52 \
+		--init-from runs/device/cap/cap_medium2.pt --out runs/medium/c
 
 # The shipped checkpoint: runs/medium/c continued for 62 min (1,851 steps on the 2-core box), lr 1.5e-4 and more
 # absent-structure prompts (--negative-fraction 0.35: fewer tumours painted where there are none).
 medium-continue: install realct
-	$(PY) -m textdiffseg.train --data $(GEN)/phantom_wide --data $(GEN)/phantom_default \
-		--data .devdata/realct/eval_ts_abdomen.json --data .devdata/realct/cases_but_ts_abdomen.json \
-		--data-weight 1 --data-weight 0.5 --data-weight 3 --data-weight 1.5 \
-		--structures-file scripts/gpu_recipe/structures.txt --forget-untrained --foreground-fraction 0.5 \
-		--prompts-per-volume 8 --lr 1.5e-4 --lr-schedule cosine --windows multi --augment --exclusion-fraction 0.25 \
-		--scan-range-prob 0.3 --preset medium --workers 1 --save-every 100 --no-progress --steps 100000 \
-		--negative-fraction 0.35 --max-minutes 62 --seed 53 --init-from runs/medium/c/model.pt --out runs/medium2/run
+	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.35 --max-minutes 62 --seed 53 \
+		--init-from runs/medium/c/model.pt --out runs/medium2/run
 
 clean-data:
 	rm -rf $(DATA)
