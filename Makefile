@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue pacs pacs-stop bench-accuracy bench-latency bench-clicks realct
+.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 pacs pacs-stop bench-accuracy bench-latency bench-clicks realct
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -156,6 +156,11 @@ medium-checkpoint: install realct
 medium-continue: install realct
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.35 --max-minutes 62 --seed 53 \
 		--init-from runs/medium/c/model.pt --out runs/medium2/run
+
+# A second continuation (2026-11-26, 17:30): runs/medium2/run for 44 min more, 40 % absent-structure prompts.
+medium-continue-2: install realct
+	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.4 --max-minutes 44 --seed 54 \
+		--init-from runs/medium2/run/model.pt --out runs/medium3/run
 
 clean-data:
 	rm -rf $(DATA)
