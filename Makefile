@@ -151,13 +151,14 @@ medium-checkpoint: install realct
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 2e-4 --max-minutes 60 --seed 52 \
 		--init-from runs/device/cap/cap_medium2.pt --out runs/medium/c
 
-# The shipped checkpoint: runs/medium/c continued for 62 min (1,851 steps on the 2-core box), lr 1.5e-4 and more
+# Step 4 of README's recipe: runs/medium/c continued for 62 min (1,851 steps on the 2-core box), lr 1.5e-4 and more
 # absent-structure prompts (--negative-fraction 0.35: fewer tumours painted where there are none).
 medium-continue: install realct
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.35 --max-minutes 62 --seed 53 \
 		--init-from runs/medium/c/model.pt --out runs/medium2/run
 
-# A second continuation (2026-11-26, 17:30): runs/medium2/run for 44 min more, 40 % absent-structure prompts.
+# The shipped checkpoint (step 5): runs/medium2/run continued for 44 min more (3,567 steps on the quiet 2-core box),
+# 40 % absent-structure prompts.
 medium-continue-2: install realct
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.4 --max-minutes 44 --seed 54 \
 		--init-from runs/medium2/run/model.pt --out runs/medium3/run
