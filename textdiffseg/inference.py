@@ -41,7 +41,6 @@ from textdiffseg.intensity import HUWindows
 from textdiffseg.label_fusion import check_label_values, label_map_from_probabilities
 from textdiffseg.networks.model import Condition, TextDiffSeg
 from textdiffseg.postprocess import (
-    FOREGROUND,
     LESION_ORGAN,
     PIECES,
     clean_probabilities,
@@ -50,7 +49,7 @@ from textdiffseg.postprocess import (
 )
 from textdiffseg.prompt_match import UNKNOWN_BELOW, PromptMatch, PromptMatcher, trained_structures
 from textdiffseg.text.encoder import TextEncoder
-from textdiffseg.zoom_in import FINE_OVERLAP, ZoomInput, ZoomPlan, refine_prompts
+from textdiffseg.zoom_in import FINE_OVERLAP, ZoomInput, ZoomPlan, foreground, refine_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -482,7 +481,7 @@ class Segmenter(WholeVolumePipeline):
     def segment_organs(self, volume: torch.Tensor, organs: list[str]) -> dict[str, np.ndarray]:
         """One pass of the model over ``organs``; each mask keeps its main pieces (``textdiffseg.postprocess``)."""
         probability = self.predict_normalized(volume, organs)[0]
-        masks = {organ: (probability[k] > FOREGROUND).numpy() for k, organ in enumerate(organs)}
+        masks = {organ: foreground(probability[k]) for k, organ in enumerate(organs)}
         return {
             organ: keep_main_pieces(mask, PIECES[organ]) if organ in PIECES else mask for organ, mask in masks.items()
         }
