@@ -1,21 +1,22 @@
 """A structure the model never learned, from ONE real CT label, over REST: what a site's first ``/train`` achieves.
 
-Run: ``python benchmarks/new_structure.py --ckpt CKPT --structure aorta --train-case ts_chest_cta --test-case
-ts_abdomen``. It
+Run: ``python benchmarks/new_structure.py --ckpt CKPT --structure ribs --synonym "rib cage" --train-case
+slicer_chest --test-case ts_abdomen``. It
 
 1. starts ``monailabel start_server`` on a copy of the app serving a copy of ``CKPT``, with the two patients' CTs
    (``--data``, default ``datasets/realct``) as unlabelled images;
 2. saves ONE label through ``PUT /datastore/label``: the train case's voxels of ``--structure`` only (value 1), with
    ``label_info`` naming it by free text (``--label-name``, default the structure's name);
-3. runs ``POST /train/textdiffseg`` with the default settings and measures its wall time (until ``/train/`` says
-   it finished);
+3. runs ``POST /train/textdiffseg`` with the default settings (``--request`` adds keys) and measures its wall time
+   (until ``/train/`` says it finished);
 4. infers the structure on the OTHER patient's CT by its name and by a synonym (``--synonym``), before and after,
    and scores the masks (Dice against the test case's label);
 5. scores the structures the served model already knew, before and after, on fixed-seed phantoms (in process, the
-   same scorer as the publish gate), and the run's own model (``train_01/model.pt``) on both, published or not.
+   same scorer as the publish gate), and the run's own model (``train_01/model.pt``) on both, published or not;
+   and the served and the run's model on the known structures the test case's label holds.
 
-Writes JSON (and the server log beside it) under ``runs/new_structure/`` and prints a summary. The server trains
-with 2 threads (the 2-core box).
+Writes JSON, the server log and the run's own model (``.model.pt``) under ``runs/new_structure/`` and prints a
+summary. The server trains with 2 threads (the 2-core box).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from server_harness import ADMIN_CONF, copy_app, start_server  # noqa: E402
 from textdiffseg.checkpoint import load_for_inference, read_config  # noqa: E402
-from textdiffseg.data.folders import load_folder  # noqa: E402
+from textdiffseg.data.folders import LabelledCase, load_folder  # noqa: E402
 from textdiffseg.finetune import known_phantom_cases, phantom_set  # noqa: E402
 from textdiffseg.inference import Segmenter  # noqa: E402
 from textdiffseg.model_scores import dice, structure_dice  # noqa: E402
@@ -78,6 +79,14 @@ def known_structure_dice(ckpt: Path, folder: Path) -> dict[str, float]:
     known = trained_structures(read_config(ckpt))
     model, encoder = load_for_inference(ckpt)
     scores = structure_dice(model, encoder, known_phantom_cases(folder, known))
+    return {name: round(value, 4) for name, value in scores.items()}
+
+
+def known_on_case(ckpt: Path, case: LabelledCase, known: tuple[str, ...]) -> dict[str, float]:
+    """Dice per structure in ``known`` (those the served model knew) on a real case's labels."""
+    model, encoder = load_for_inference(ckpt)
+    targets = {name: values for name, values in case.targets.items() if name in known}
+    scores = structure_dice(model, encoder, [LabelledCase(case.case_id, case.image, case.label, targets)])
     return {name: round(value, 4) for name, value in scores.items()}
 
 
@@ -129,8 +138,11 @@ def run(a: argparse.Namespace) -> dict:
         "test_case": a.test_case,
         "known_before": known_structure_dice(a.ckpt, check),
     }
+    known = trained_structures(read_config(a.ckpt))
+    record["known_on_test_before"] = known_on_case(a.ckpt, test_case, known)
     env = {"OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)}
-    server = start_server(app, studies, work, conf=ADMIN_CONF, env=env)
+    conf = {**ADMIN_CONF, "rehearsal_data": str(a.rehearsal_data) if a.rehearsal_data else "none"}
+    server = start_server(app, studies, work, conf=conf, env=env)
     try:
         client = MONAILabelClient(server.url, tmpdir=str(work))
         truth_test, _ = truth_mask(test_case.label, values_test)
@@ -140,7 +152,9 @@ def run(a: argparse.Namespace) -> dict:
         nib.save(nib.Nifti1Image(truth_train.astype(np.uint8), affine), label_path)
         label_info = [{"name": a.label_name or a.structure, "idx": 1}]
         client.save_label(a.train_case, str(label_path), tag="final", params={"label_info": label_info})
-        request = {} if a.max_minutes is None else {"max_minutes": a.max_minutes}
+        request = dict(a.request)
+        if a.max_minutes is not None:
+            request["max_minutes"] = a.max_minutes
         start = time.perf_counter()
         client.train_start(MODEL, request)
         status = wait_for_training(server.url, TRAIN_TIMEOUT_S)
@@ -152,8 +166,10 @@ def run(a: argparse.Namespace) -> dict:
         server.stop()
     run_model = app / "model" / "textdiffseg" / "train_01" / "model.pt"
     if run_model.is_file():  # what the run learned, whether the gate published it or not
+        shutil.copyfile(run_model, a.out.with_suffix(".model.pt"))
         record["candidate"] = candidate_dice(run_model, test_case.image, truth_test, [a.structure, synonym])
         record["candidate_known"] = known_structure_dice(run_model, check)
+        record["candidate_known_on_test"] = known_on_case(run_model, test_case, known)
     published = app / "model" / "textdiffseg.pt"
     record["published"] = published.is_file()
     record["known_after"] = known_structure_dice(published, check) if published.is_file() else record["known_before"]
@@ -180,6 +196,11 @@ def summary(record: dict) -> str:
     lines.append(f"  known structures (phantoms) before: {record['known_before']}")
     lines.append(f"  known structures (phantoms) after:  {record['known_after']}")
     lines.append(f"  largest drop on a known structure: {record['max_known_drop']}")
+    if "candidate_known" in record:
+        lines.append(f"  run's model, known structures (phantoms): {record['candidate_known']}")
+        before, after = record["known_on_test_before"], record["candidate_known_on_test"]
+        lines.append(f"  known structures on {record['test_case']}, served -> run's model:")
+        lines += [f"    {name}: {before[name]:.3f} -> {after.get(name, 0.0):.3f}" for name in before]
     return "\n".join(lines)
 
 
@@ -194,6 +215,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-case", default="ts_abdomen")
     p.add_argument("--data", type=Path, default=ROOT / "datasets" / "realct")
     p.add_argument("--max-minutes", type=float, help="override /train's max_minutes (default: the server's)")
+    p.add_argument(
+        "--rehearsal-data", type=Path, default=ROOT / "datasets" / "realct", help="--conf rehearsal_data of the server"
+    )
+    p.add_argument("--no-rehearsal-data", dest="rehearsal_data", action="store_const", const=None)
+    p.add_argument("--request", type=json.loads, default={}, help="more /train request keys, as JSON")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the server (default 2)")
     p.add_argument("--out", type=Path, help="JSON path (default runs/new_structure/<ckpt>_<structure>_<time>.json)")
     a = p.parse_args(argv)

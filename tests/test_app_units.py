@@ -114,6 +114,7 @@ def test_conf_values_are_parsed_from_strings(app_lib: SimpleNamespace, tmp_path:
         ("auto_update_scoring", "2"),
         ("anonymous_admin", "maybe"),
         ("fine_pass", "sometimes"),
+        ("rehearsal_data", "/no/such/dataset"),
     ],
 )
 def test_bad_conf_values_raise_a_one_line_error_naming_the_key(
@@ -122,6 +123,20 @@ def test_bad_conf_values_raise_a_one_line_error_naming_the_key(
     with pytest.raises(ValueError, match=f"'{key}'") as caught:
         app_lib.config.parse_conf({key: value}, tmp_path)
     assert "\n" not in str(caught.value)
+
+
+def test_real_ct_rehearsal_defaults_to_the_checkouts_dataset_and_can_be_turned_off(
+    app_lib: SimpleNamespace, tmp_path: Path
+) -> None:
+    checkout = tmp_path / "checkout"
+    app, realct = checkout / "apps" / "textdiffseg_app", checkout / "datasets" / "realct"
+    app.mkdir(parents=True)
+    assert app_lib.config.parse_conf({}, app).rehearsal_data is None  # no `make realct` in this checkout
+    realct.mkdir(parents=True)
+    (realct / "dataset.json").write_text("{}")
+    assert app_lib.config.parse_conf({}, app).rehearsal_data == realct.resolve()
+    assert app_lib.config.parse_conf({"rehearsal_data": "none"}, app).rehearsal_data is None
+    assert app_lib.config.parse_conf({"rehearsal_data": str(realct)}, tmp_path).rehearsal_data == realct.resolve()
 
 
 def test_bad_vocabulary_file_names_the_labels_key(app_lib: SimpleNamespace, tmp_path: Path) -> None:

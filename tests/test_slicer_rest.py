@@ -67,7 +67,9 @@ def slicer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slicer]:
     sitk.WriteImage(sitk.ReadImage(str(tmp / "local" / "phantom_000.nii.gz")), str(volume))
     app_dir = copy_app(tmp / "app", DEMO_CHECKPOINT)
     try:
-        server = start_server(app_dir, studies, tmp, conf={"train_steps_per_epoch": "2", **ADMIN_CONF})
+        # publish_tolerance 1: the two-step runs here are published whatever they score (the gate has its own tests)
+        conf = {"train_steps_per_epoch": "2", "publish_tolerance": "1", **ADMIN_CONF}
+        server = start_server(app_dir, studies, tmp, conf=conf)
     except ServerStartError as err:
         pytest.fail(str(err))
     try:
@@ -89,53 +91,6 @@ def _same_geometry(a: sitk.Image, b: sitk.Image) -> None:
     np.testing.assert_allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-4)
     np.testing.assert_allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3)
     np.testing.assert_allclose(a.GetDirection(), b.GetDirection(), atol=1e-5)
-
-
-def test_slicer_session_infer_then_submit_label(slicer: Slicer, tmp_path: Path) -> None:
-    client = slicer.client
-    info = client.info()
-    before = info["datastore"]
-    assert before["total"] == 1 and before["completed"] == 0, before
-
-    # 2. Run on the local volume: a session, then infer with the options table's values
-    session_id = client.create_session(str(slicer.volume))["session_id"]
-    assert client.get_session(session_id)["name"] == session_id  # what Slicer checks before every later run
-    params = params_from_config(info["models"][MODEL]["config"], {"text_prompt": PROMPT})
-    result, answer = client.infer(MODEL, VOLUME_NAME, params, session_id=session_id)
-    assert answer["label_names"] == {"spleen": INDEX["spleen"], "left kidney": INDEX["left kidney"]}
-    assert result.endswith(".nrrd")
-    mask, volume = sitk.ReadImage(result), sitk.ReadImage(str(slicer.volume))
-    _same_geometry(mask, volume)
-    values = sitk.GetArrayFromImage(mask)
-    assert set(np.unique(values)) <= {0, INDEX["spleen"], INDEX["left kidney"]}
-    assert (values == INDEX["spleen"]).any() and (values == INDEX["left kidney"]).any()
-
-    # 3. Submit Label: upload the session volume, export segments as positions 1..N with their names
-    segments = sorted(answer["label_names"].items(), key=lambda item: item[1])
-    exported = np.zeros_like(values)
-    for position, (_, value) in enumerate(segments, start=1):
-        exported[values == value] = position
-    label_info = [{"name": name, "idx": position} for position, (name, _) in enumerate(segments, start=1)]
-    label_file = tmp_path / "label.nrrd"
-    label_image = sitk.GetImageFromArray(exported)
-    label_image.CopyInformation(volume)
-    sitk.WriteImage(label_image, str(label_file))
-    client.upload_image(str(slicer.volume), VOLUME_NAME)
-    saved = client.save_label(VOLUME_NAME, str(label_file), params={"label_info": label_info})
-    assert saved.get("image") == VOLUME_NAME, saved
-
-    after = client.info()["datastore"]
-    assert after["total"] == 2 and after["completed"] == 1, after
-    stored = client.datastore()["objects"][VOLUME_NAME]["labels"]["final"]
-    assert stored["info"]["label_info"] == label_info, stored
-    assert (slicer.studies / "labels" / "final" / f"{VOLUME_NAME}{stored['ext']}").is_file()
-
-    # the trainer names the submitted values from label_info (value 1 is "spleen" here, "liver" in the vocabulary)
-    body = {"name": "slicer_run", "max_epochs": 1, "train_steps_per_epoch": 1, "multi_gpu": False}
-    trained = requests.post(f"{slicer.url}/train/{MODEL}", params={"run_sync": "true"}, json=body, timeout=900)
-    assert trained.status_code == 200, f"{trained.text[:300]}\n{slicer.log.read_text()[-3000:]}"
-    stats = trained.json()
-    assert stats["cases"] == 1 and stats["structures"] == ["left kidney", "spleen"], json.dumps(stats)
 
 
 def test_slicer_clicks_on_a_text_only_checkpoint_edit_the_mask_near_them(slicer: Slicer, tmp_path: Path) -> None:
@@ -167,3 +122,71 @@ def test_slicer_clicks_on_a_text_only_checkpoint_edit_the_mask_near_them(slicer:
     distance = np.min([np.sqrt((((changed - np.array(c)) * spacing) ** 2).sum(1)) for c in ([10, 10, 10], inside)], 0)
     assert len(changed) and distance.max() <= DEFAULT_CLICK_EDITS.radius_mm + spacing.max(), distance.max()
     assert client.info()["models"]["textdiffseg_clicks"]["type"] == "vista3d"  # OHIF's Point Prompts tab lists it
+
+
+def test_slicer_session_infer_then_submit_label(slicer: Slicer, tmp_path: Path) -> None:
+    """Infer, then Submit Label with the inferred segments plus one the user painted and named in free text
+    ("Ribs": a vocabulary structure the demo checkpoint never learned, issue 14 item 4). Before training "ribs" is an
+    empty mask with a warning; after ``/train`` the published model answers "ribs" and its synonym "rib cage" as
+    the structure it learned (how well: ``benchmarks/new_structure.py``; this run is two steps)."""
+    client = slicer.client
+    info = client.info()
+    before = info["datastore"]
+    assert before["total"] == 1 and before["completed"] == 0, before
+
+    # 2. Run on the local volume: a session, then infer with the options table's values
+    session_id = client.create_session(str(slicer.volume))["session_id"]
+    assert client.get_session(session_id)["name"] == session_id  # what Slicer checks before every later run
+
+    def infer(prompt: str) -> tuple[str, dict]:
+        params = params_from_config(info["models"][MODEL]["config"], {"text_prompt": prompt})
+        return client.infer(MODEL, VOLUME_NAME, params, session_id=session_id)
+
+    result, answer = infer(PROMPT)
+    assert answer["label_names"] == {"spleen": INDEX["spleen"], "left kidney": INDEX["left kidney"]}
+    assert result.endswith(".nrrd")
+    mask, volume = sitk.ReadImage(result), sitk.ReadImage(str(slicer.volume))
+    _same_geometry(mask, volume)
+    values = sitk.GetArrayFromImage(mask)
+    assert set(np.unique(values)) <= {0, INDEX["spleen"], INDEX["left kidney"]}
+    assert (values == INDEX["spleen"]).any() and (values == INDEX["left kidney"]).any()
+    unknown = infer("ribs")[1]
+    assert unknown["prompts"][0]["known"] is False and "warning" in unknown, unknown
+
+    # 3. Submit Label: upload the session volume, export segments as positions 1..N with their names; the user
+    # painted one more segment, "Ribs" (the phantom's bones stand for it)
+    segments = sorted(answer["label_names"].items(), key=lambda item: item[1])
+    exported = np.zeros_like(values)
+    for position, (_, value) in enumerate(segments, start=1):
+        exported[values == value] = position
+    painted = (sitk.GetArrayFromImage(volume) > 250) & (exported == 0)
+    assert painted.sum() > 50
+    exported[painted] = len(segments) + 1
+    label_info = [{"name": name, "idx": position} for position, (name, _) in enumerate(segments, start=1)]
+    label_info.append({"name": "Ribs", "idx": len(segments) + 1})
+    label_file = tmp_path / "label.nrrd"
+    label_image = sitk.GetImageFromArray(exported)
+    label_image.CopyInformation(volume)
+    sitk.WriteImage(label_image, str(label_file))
+    client.upload_image(str(slicer.volume), VOLUME_NAME)
+    saved = client.save_label(VOLUME_NAME, str(label_file), params={"label_info": label_info})
+    assert saved.get("image") == VOLUME_NAME, saved
+
+    after = client.info()["datastore"]
+    assert after["total"] == 2 and after["completed"] == 1, after
+    stored = client.datastore()["objects"][VOLUME_NAME]["labels"]["final"]
+    assert stored["info"]["label_info"] == label_info, stored
+    assert (slicer.studies / "labels" / "final" / f"{VOLUME_NAME}{stored['ext']}").is_file()
+
+    # the trainer names the submitted values from label_info (value 1 is "spleen" here, "liver" in the vocabulary)
+    body = {"name": "slicer_run", "max_epochs": 1, "train_steps_per_epoch": 1, "multi_gpu": False}
+    trained = requests.post(f"{slicer.url}/train/{MODEL}", params={"run_sync": "true"}, json=body, timeout=900)
+    assert trained.status_code == 200, f"{trained.text[:300]}\n{slicer.log.read_text()[-3000:]}"
+    stats = trained.json()
+    assert stats["cases"] == 1 and stats["structures"] == ["left kidney", "ribs", "spleen"], json.dumps(stats)
+    assert stats["published"] and stats["teacher_cases"] == 1, json.dumps(stats)[:2000]
+    for prompt in ("ribs", "rib cage"):
+        learned = infer(prompt)[1]
+        assert learned["label_names"] == {"ribs": INDEX["ribs"]}, learned
+        assert learned["prompts"][0]["understood_as"] == "ribs" and learned["prompts"][0]["known"], learned
+        assert "warning" not in learned, learned

@@ -180,7 +180,11 @@ def test_the_recipe_holds_out_a_validation_share_and_rehearses_what_the_model_kn
     with caplog.at_level(logging.INFO):
         stats = task({"max_epochs": 2, "train_steps_per_epoch": 2}, datastore)
     assert stats["status"] == "DONE" and stats["structures"] == ["left kidney"]
-    assert (stats["train_cases"], stats["validation_cases"], stats["rehearsal_cases"]) == (1, ["phantom_001"], 4)
+    counts = ("train_cases", "validation_cases", "rehearsal_cases", "real_rehearsal_cases", "teacher_cases")
+    assert tuple(stats[k] for k in counts) == (1, ["phantom_001"], 4, 0, 1)  # no real CT in this app's checkout
+    # the served model's masks of what it knew, on the one training image (never on the validation one)
+    teacher = sorted((site.app / "model" / "textdiffseg" / "train_01" / "teacher").glob("*.nii.gz"))
+    assert [t.name for t in teacher] == ["phantom_000_teacher.nii.gz"]
     assert 0.0 <= stats["best_val_dice"] <= 1.0 and stats["best_step"] in (2, 4)
     assert any("val Dice" in r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch "))
     rehearsal = sorted((site.app / "model" / "textdiffseg" / "phantoms").glob("rehearsal_*/imagesTr/*.nii.gz"))

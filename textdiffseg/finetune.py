@@ -8,13 +8,22 @@ A site submits one or a few labelled CTs, often of a structure the served model 
 * **Foreground patches**: half the patches are centred on a labelled structure (a small structure in a large CT
   is otherwise rarely in a patch), and every patch is augmented (``textdiffseg.augment``: HU, noise, blur, rotation,
   scale): one labelled patient must stand for others.
-* **Rehearsal**: a share of the patches comes from synthetic phantoms (``textdiffseg.data.phantom``, generated
-  once with a fixed seed) prompted only with the structures the served checkpoint records as trained, with their
-  true labels. Rehearsal was chosen over distillation from the served model: phantom labels are exact (the served
-  model's own masks would teach its errors), they cost nothing to make offline, and a distillation target would
-  need a diffusion sampling of the teacher for every patch, doubling the cost of a step on a CPU. Its limit:
-  anatomy the phantom does not draw (lungs, vessels, bones of a real-CT checkpoint) is not rehearsed; the publish
-  gate still checks what it can.
+* **Rehearsal** of what the served model knew, prompted only with the structures its checkpoint records as
+  trained, from three sources (shares of the patches in :class:`Recipe`):
+
+  - synthetic phantoms (``textdiffseg.data.phantom``, generated once with a fixed seed) with their exact labels;
+    they do not draw lungs, vessels or bones;
+  - the real CT the served model was trained on, when at hand (``--conf rehearsal_data``, by default the
+    repository's ``datasets/realct`` from ``make realct``);
+  - the site's own training images (at most ``teacher_images``) with the served model's masks as targets and the
+    site's label in the same map (``textdiffseg.self_distillation``): real anatomy on the site's scanner, and the
+    structures the served model finds absent there stay absent. The teacher segments each image once before the
+    run, not every patch (a diffusion sampling per patch would double the cost of a step on a CPU).
+
+  With ``exclusion_fraction`` of the prompts, a case is also asked for a structure it does not annotate and
+  supervised only where its labels show a structure known to be disjoint from it: the site's "ribs" learns that it
+  is not the liver of a rehearsal CT. The learning rate is low (1e-4 peak): fine-tuning the whole network with
+  fresh Adam moments moves every weight, and at 2e-4 known real anatomy fell further in the same time.
 * **Validation share**: with two or more labelled images, about a fifth of them (at least one) are held out; the
   run is validated on them and keeps its best weights (``textdiffseg.train_progress``).
 """
@@ -41,11 +50,15 @@ class Recipe:
     """The defaults of a ``/train`` run."""
 
     max_minutes: float = 12.0
-    lr: float = 5e-4
+    lr: float = 1e-4
     lr_schedule: str = "cosine"
     foreground_fraction: float = 0.5
     augment: bool = True
-    rehearsal_share: float = 0.3  # share of the patches drawn from the rehearsal phantoms
+    rehearsal_share: float = 0.15  # share of the patches drawn from the rehearsal phantoms
+    real_share: float = 0.2  # share drawn from the real CT the served model was trained on (``rehearsal_data``)
+    teacher_share: float = 0.2  # share drawn from the site's images with the served model's masks as targets
+    exclusion_fraction: float = 0.25  # prompts of a structure a case does not annotate, where it is known not to be
+    teacher_images: int = 2  # at most this many site images get teacher masks (each costs one segmentation)
     validation_fraction: float = 0.2  # share of the labelled images held out (at least one when there are two)
 
 
@@ -75,6 +88,18 @@ def known_phantom_cases(folder: Path, known: Iterable[str]) -> list[LabelledCase
     ]
 
 
+def known_cases(folder: Path, known: Iterable[str]) -> list[LabelledCase]:
+    """The cases of a dataset folder (the real CT a checkpoint was trained on) with only the structures in
+    ``known`` as targets; a case holding none of them is left out."""
+    keep = set(known)
+    cases = []
+    for case in load_folder(folder):
+        targets = {name: values for name, values in case.targets.items() if name in keep}
+        if targets:
+            cases.append(LabelledCase(f"{case.case_id}_rehearsal", case.image, case.label, targets))
+    return cases
+
+
 def split_validation(cases: Sequence[LabelledCase], fraction: float) -> tuple[list[LabelledCase], list[LabelledCase]]:
     """``(train, validation)``: with two or more cases, the last ``round(fraction * n)`` (at least one) by case id
     are held out; with one, it is trained on and nothing is validated."""
@@ -85,12 +110,19 @@ def split_validation(cases: Sequence[LabelledCase], fraction: float) -> tuple[li
     return ordered[:-held], ordered[-held:]
 
 
-def mixed_weights(n_site: int, n_rehearsal: int, rehearsal_share: float) -> list[float] | None:
-    """Per-case sampling weights: the site's cases share ``1 - rehearsal_share``, the rehearsal cases the rest
-    (``None``: no rehearsal case, every site case alike)."""
-    if not n_rehearsal:
+def mixed_weights(n_site: int, rehearsal: Sequence[tuple[int, float]]) -> list[float] | None:
+    """Per-case sampling weights for the site's ``n_site`` cases followed by each rehearsal group's cases.
+
+    ``rehearsal`` holds ``(cases, share)`` per group; each non-empty group gets its share, split evenly among its
+    cases, and the site's cases share the rest (``None``: no rehearsal case, every site case alike).
+    """
+    groups = [(n, share) for n, share in rehearsal if n]
+    if not groups:
         return None
-    if not 0.0 < rehearsal_share < 1.0:
-        raise ValueError(f"rehearsal_share must be between 0 and 1, got {rehearsal_share}")
-    site = [(1.0 - rehearsal_share) / n_site] * n_site
-    return site + [rehearsal_share / n_rehearsal] * n_rehearsal
+    taken = sum(share for _, share in groups)
+    if any(share <= 0.0 for _, share in groups) or not 0.0 < taken < 1.0:
+        raise ValueError(f"rehearsal shares must be positive and sum below 1, got {[s for _, s in groups]}")
+    weights = [(1.0 - taken) / n_site] * n_site
+    for n, share in groups:
+        weights += [share / n] * n
+    return weights

@@ -54,6 +54,11 @@ key                      default                      meaning
                                                       intensity region within 20 mm, after the model
                                                       (``textdiffseg.click_edit``), so every checkpoint takes
                                                       clicks; ``false``: only a checkpoint with a click branch does.
+``rehearsal_data``       ``datasets/realct`` of the    a dataset folder (MSD style, ``dataset.json``) of the real CT
+                         repository, when there       the served model was trained on: ``/train`` mixes its cases
+                                                      into every fine-tuning run, prompted only with structures the
+                                                      model knows, so it keeps them (``textdiffseg.finetune``);
+                                                      ``none``: no real-CT rehearsal.
 ``anonymous_admin``      ``false``                    allow admin operations (training, scoring, model upload and
                                                       delete, ``/reload``, ``/logs``) without auth: a trusted
                                                       single-user machine only (read by ``textdiffseg_server.policy``;
@@ -124,6 +129,7 @@ class AppSettings:
     publish_tolerance: float = DEFAULT_TOLERANCE
     fine_pass: bool = True  # zoom-in fine pass when the checkpoint has a fine stage
     click_edits: bool = True  # clicks edit masks by their intensity region (textdiffseg.click_edit)
+    rehearsal_data: Path | None = None  # real CT the served model was trained on, rehearsed by /train
 
     @property
     def max_file_voxels(self) -> int:
@@ -182,6 +188,20 @@ def _vocabulary(path: Path | None) -> PromptVocabulary:
         raise ValueError(f"conf 'labels': {err}") from err
 
 
+def _rehearsal_data(value: str | None, app_dir: Path) -> Path | None:
+    """The real-CT rehearsal folder: the given one (it must hold a ``dataset.json``), ``none``, or by default the
+    repository's ``datasets/realct`` when the app sits in a checkout that has fetched it."""
+    if value and value.lower() == "none":
+        return None
+    if not value:
+        default = app_dir.resolve().parents[1] / "datasets" / "realct"
+        return default if (default / "dataset.json").is_file() else None
+    folder = Path(value).expanduser().resolve()
+    if not (folder / "dataset.json").is_file():
+        raise ValueError(f"conf 'rehearsal_data': no dataset.json in {folder}")
+    return folder
+
+
 def parse_conf(conf: Mapping[str, object] | None, app_dir: str | Path) -> AppSettings:
     """Build :class:`AppSettings` from the ``--conf`` dict; raise ``ValueError`` naming the first bad key."""
     c = ParamReader(conf, "conf")
@@ -211,6 +231,7 @@ def parse_conf(conf: Mapping[str, object] | None, app_dir: str | Path) -> AppSet
         publish_tolerance=c.number("publish_tolerance", DEFAULT_TOLERANCE, -1e-9, 1.0 + 1e-9),
         fine_pass=c.flag("fine_pass", True),
         click_edits=c.flag("click_edits", True),
+        rehearsal_data=_rehearsal_data(c.text("rehearsal_data", None), Path(app_dir)),
     )
     if settings.roi_size is not None:
         logger.warning("conf 'roi_size' is ignored: the sliding-window patch size is fixed by the checkpoint")

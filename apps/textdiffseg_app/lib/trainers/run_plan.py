@@ -1,8 +1,10 @@
 """What one ``/train`` run trains on and is validated with (``textdiffseg.finetune``'s recipe on the datastore).
 
 The site's labelled cases are split into a training and a validation share; when fine-tuning a checkpoint with
-``rehearsal``, phantoms of the structures it records as trained are mixed into the training cases (generated once
-into ``model/textdiffseg/phantoms/``).
+``rehearsal``, three kinds of rehearsal cases of the structures it records as trained are mixed into the training
+cases: phantoms (generated once into ``model/textdiffseg/phantoms/``), the real CT the served model was trained on
+(``--conf rehearsal_data``, when at hand) and the site's own training images with the served model's masks as
+targets (written into the run folder, ``teacher/``).
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ from pathlib import Path
 
 from textdiffseg.checkpoint import read_config
 from textdiffseg.data.folders import LabelledCase
+from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.finetune import (
     REHEARSAL_CASES,
     REHEARSAL_SEED,
     Recipe,
+    known_cases,
     known_phantom_cases,
     mixed_weights,
     phantom_set,
     split_validation,
 )
 from textdiffseg.prompt_match import trained_structures
+from textdiffseg.self_distillation import teacher_cases
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +36,14 @@ logger = logging.getLogger(__name__)
 class RunPlan:
     """The cases of one run."""
 
-    train: list[LabelledCase]  # the site's training share, then the rehearsal phantoms
+    train: list[LabelledCase]  # the site's training share, then the phantoms, the real CT and the teacher cases
     weights: list[float] | None  # sampling weight per training case (None: alike)
     validation: list[LabelledCase]  # the site's held-out share (may be empty)
     known: tuple[str, ...] = ()  # structures the starting checkpoint records as trained (none for a new model)
     site_cases: int = 0
     rehearsal_cases: int = 0
+    real_cases: int = 0
+    teacher_cases: int = 0
     notes: list[str] = field(default_factory=list)
 
     def as_stats(self) -> dict[str, object]:
@@ -45,34 +52,67 @@ class RunPlan:
             "train_cases": self.site_cases,
             "validation_cases": [c.case_id for c in self.validation],
             "rehearsal_cases": self.rehearsal_cases,
+            "real_rehearsal_cases": self.real_cases,
+            "teacher_cases": self.teacher_cases,
         }
 
 
 def plan_run(
-    cases: list[LabelledCase], init_from: Path | None, rehearsal: bool, phantom_dir: Path, recipe: Recipe
+    cases: list[LabelledCase],
+    init_from: Path | None,
+    rehearsal: bool,
+    phantom_dir: Path,
+    recipe: Recipe,
+    teacher_dir: Path | None = None,
+    real_dir: Path | None = None,
+    device: str = "cpu",
+    vocabulary: PromptVocabulary | None = None,
 ) -> RunPlan:
-    """Split the site's cases and add the rehearsal phantoms (only when fine-tuning a checkpoint)."""
+    """Split the site's cases and add the rehearsal cases (only when fine-tuning a checkpoint): phantoms, the cases
+    of ``real_dir`` (a dataset folder), and, with ``teacher_dir``, the served model's masks on the site's training
+    images."""
     train, validation = split_validation(cases, recipe.validation_fraction)
     known = trained_structures(read_config(init_from)) if init_from is not None else ()
-    extra: list[LabelledCase] = []
+    phantoms: list[LabelledCase] = []
+    real: list[LabelledCase] = []
+    teacher: list[LabelledCase] = []
     if rehearsal and known:
         folder = phantom_set(phantom_dir / f"rehearsal_{REHEARSAL_SEED}", REHEARSAL_SEED, REHEARSAL_CASES)
-        extra = known_phantom_cases(folder, known)
-        if not extra:
-            logger.info("no rehearsal: the phantoms draw none of the %d structures the model knows", len(known))
+        phantoms = known_phantom_cases(folder, known)
+        if not phantoms:
+            logger.info("no phantom rehearsal: the phantoms draw none of the %d structures the model knows", len(known))
+        if real_dir is not None:
+            real = known_cases(real_dir, known)
+        if teacher_dir is not None and init_from is not None:
+            site = train[: recipe.teacher_images]
+            teacher = teacher_cases(site, init_from, known, teacher_dir, device, vocabulary)
     plan = RunPlan(
-        train=train + extra,
-        weights=mixed_weights(len(train), len(extra), recipe.rehearsal_share),
+        train=train + phantoms + real + teacher,
+        weights=mixed_weights(
+            len(train),
+            [
+                (len(phantoms), recipe.rehearsal_share),
+                (len(real), recipe.real_share),
+                (len(teacher), recipe.teacher_share),
+            ],
+        ),
         validation=validation,
         known=tuple(known),
         site_cases=len(train),
-        rehearsal_cases=len(extra),
+        rehearsal_cases=len(phantoms),
+        real_cases=len(real),
+        teacher_cases=len(teacher),
     )
     logger.info(
-        "training on %d labelled image(s) + %d rehearsal phantom(s) (%.0f%% of the patches); validating on %s",
+        "training on %d labelled image(s) + %d rehearsal phantom(s) (%.0f%% of the patches) + %d real CT(s) the "
+        "served model was trained on (%.0f%%) + %d image(s) with the served model's masks (%.0f%%); validating on %s",
         len(train),
-        len(extra),
-        100 * recipe.rehearsal_share if extra else 0,
+        len(phantoms),
+        100 * recipe.rehearsal_share if phantoms else 0,
+        len(real),
+        100 * recipe.real_share if real else 0,
+        len(teacher),
+        100 * recipe.teacher_share if teacher else 0,
         ", ".join(c.case_id for c in validation) or "nothing (fewer than two labelled images)",
     )
     return plan

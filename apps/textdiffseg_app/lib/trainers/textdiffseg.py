@@ -12,9 +12,11 @@ Request (the ``config`` below is what clients show and send back); the defaults 
 * ``max_epochs`` x ``train_steps_per_epoch`` (``--conf train_steps_per_epoch``, 25): a ceiling on the steps, at
   most ``--conf max_train_steps`` (20,000; the default ``max_epochs`` reaches it, so the time decides). An epoch
   ends with a log line and a ``train_stats`` update (step, epoch, elapsed, ETA, loss, validation Dice).
-* ``learning_rate`` (5e-4, the cosine's peak), ``augment`` (true), ``foreground_fraction`` (0.5: share of patches
+* ``learning_rate`` (1e-4, the cosine's peak), ``augment`` (true), ``foreground_fraction`` (0.5: share of patches
   centred on a labelled structure), ``rehearsal`` (true: phantoms of the structures the served model knows take
-  30 % of the patches).
+  15 % of the patches, and the site's training images with the served model's own masks of those structures, made
+  before the run into ``<name>/teacher/``, another 20 %; with ``--conf rehearsal_data``, the real CT the served
+  model was trained on another 20 %).
 * ``device`` (cpu/cuda; cuda falls back to cpu without a GPU).
 * ``multi_gpu`` (true): with two or more visible GPUs, one DDP worker per GPU is started with ``torchrun``
   (``textdiffseg.launch``; no validation share then: every labelled image is trained on); with fewer, the log says
@@ -22,11 +24,12 @@ Request (the ``config`` below is what clients show and send back); the defaults 
 * ``tracking``/``tracking_uri``: accepted and ignored (no MLflow); the loss history is in ``history.jsonl``.
 
 With two or more labelled images a fifth of them (at least one) is held out for validation. When the run finishes,
-the publish gate (``textdiffseg.publish_gate``) scores ``model.pt`` and the served model on the validation share and
-on fixed-seed phantoms of the structures the served model knew; only if none of those drops by more than ``--conf
-publish_tolerance`` (0.02 Dice) is ``model.pt`` published atomically to ``model/textdiffseg.pt`` (the next ``/infer``
-serves it); otherwise the served model stays, and ``train_stats`` (``published: null``, ``publish_gate.reason``) and
-the log say why. The stats file is ``model/textdiffseg/train_stats.json`` (``/info``'s ``train_stats``).
+the publish gate (``textdiffseg.publish_gate``) scores ``model.pt`` and the served model on the validation share,
+on fixed-seed phantoms and on the real CT of ``--conf rehearsal_data``, for the structures the served model knew;
+only if none of those drops by more than ``--conf publish_tolerance`` (0.02 Dice) is ``model.pt`` published
+atomically to ``model/textdiffseg.pt`` (the next ``/infer`` serves it); otherwise the served model stays, and
+``train_stats`` (``published: null``, ``publish_gate.reason``) and the log say why. The stats file is
+``model/textdiffseg/train_stats.json`` (``/info``'s ``train_stats``).
 Bad input (no final label, a label on another grid than its image, a ``label_info`` naming nothing in its label) ends
 the run at once: ``status: ERROR`` with a one-line ``error``, a log line, the served model untouched.
 """
@@ -52,7 +55,7 @@ from lib.trainers.train_params import RECIPE, TrainParams, parse_train_params
 from lib.trainers.train_stats import TrainStats
 from textdiffseg.atomic_files import copy_atomic, write_json_atomic
 from textdiffseg.checkpoint import read_config
-from textdiffseg.finetune import REGRESSION_CASES, REGRESSION_SEED, known_phantom_cases, phantom_set
+from textdiffseg.finetune import REGRESSION_CASES, REGRESSION_SEED, known_cases, known_phantom_cases, phantom_set
 from textdiffseg.launch import run_distributed
 from textdiffseg.model_scores import validation_scorer
 from textdiffseg.prompt_match import trained_structures
@@ -129,7 +132,17 @@ class TextDiffSegTrainer(BasicTrainTask):
             served = self.settings.current_model()
             init_from = served if params.pretrained else None
             plan = (
-                plan_run(cases, init_from, params.rehearsal, Path(self._model_dir) / "phantoms", RECIPE)
+                plan_run(
+                    cases,
+                    init_from,
+                    params.rehearsal,
+                    Path(self._model_dir) / "phantoms",
+                    RECIPE,
+                    teacher_dir=out / "teacher",
+                    real_dir=self.settings.rehearsal_data,
+                    device=params.device,
+                    vocabulary=self.settings.vocabulary,
+                )
                 if not distributed
                 else RunPlan(cases, None, [], site_cases=len(cases))
             )
@@ -174,7 +187,8 @@ class TextDiffSegTrainer(BasicTrainTask):
         return stats.data
 
     def _gate(self, served: Path | None, candidate: Path, plan: RunPlan, device: str) -> GateDecision:
-        """Score the candidate against the served model (validation share + phantom regression set)."""
+        """Score the candidate against the served model (validation share + phantom regression set + the real CT
+        of ``rehearsal_data``, which the served model was trained on: does it still do what it did there)."""
         if served is None:
             return GateDecision(True, "published: no model was served before")
         known = trained_structures(read_config(served))
@@ -182,6 +196,8 @@ class TextDiffSegTrainer(BasicTrainTask):
             Path(self._model_dir) / "phantoms" / f"regression_{REGRESSION_SEED}", REGRESSION_SEED, REGRESSION_CASES
         )
         regression = known_phantom_cases(folder, known)
+        if self.settings.rehearsal_data is not None:  # real anatomy the phantoms do not draw (lungs, vessels, bones)
+            regression += known_cases(self.settings.rehearsal_data, known)
         return publish_gate(
             served,
             candidate,
@@ -219,6 +235,7 @@ class TextDiffSegTrainer(BasicTrainTask):
             lr_schedule=RECIPE.lr_schedule,
             augment=params.augment,
             foreground_fraction=params.foreground_fraction,
+            exclusion_fraction=RECIPE.exclusion_fraction,
         )
 
     def _engine_hook_not_used(self, context: Context) -> None:
