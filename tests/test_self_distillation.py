@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from monai.transforms import EnsureChannelFirst, LoadImage
 
+from textdiffseg import self_distillation
 from textdiffseg.checkpoint import read_config
 from textdiffseg.data.folders import LabelledCase
 from textdiffseg.finetune import known_cases, mixed_weights
@@ -89,3 +90,13 @@ def test_real_rehearsal_cases_prompt_only_what_the_model_knew(train_phantom_dir:
     assert [c.case_id for c in cases] == ["phantom_000_rehearsal"]
     assert list(cases[0].targets) == ["liver"]
     assert known_cases(train_phantom_dir, ["ribs"]) == []
+
+
+def test_a_model_knowing_more_structures_than_one_map_holds_keeps_the_first(
+    trained_tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = trained_tiny.cases[0]
+    site = LabelledCase(case.case_id, case.image, case.label, {"spleen": (2,)})
+    monkeypatch.setattr(self_distillation, "MAX_STRUCTURES", 3)  # the site's spleen and two of the model's
+    made = teacher_cases([site], trained_tiny.run_dir / "model.pt", ("liver", "left kidney", "colon"), tmp_path)
+    assert sorted(made[0].targets) == ["left kidney", "liver", "spleen"]

@@ -15,10 +15,11 @@ A site submits one or a few labelled CTs, often of a structure the served model 
     they do not draw lungs, vessels or bones;
   - the real CT the served model was trained on, when at hand (``--conf rehearsal_data``, by default the
     repository's ``datasets/realct`` from ``make realct``);
-  - the site's own training images (at most ``teacher_images``) with the served model's masks as targets and the
-    site's label in the same map (``textdiffseg.self_distillation``): real anatomy on the site's scanner, and the
-    structures the served model finds absent there stay absent. The teacher segments each image once before the
-    run, not every patch (a diffusion sampling per patch would double the cost of a step on a CPU).
+  - the site's own training images (``teacher_images``: one, since segmenting every known structure on a whole CT
+    takes tens of seconds on a CPU) with the served model's masks as targets and the site's label in the same map
+    (``textdiffseg.self_distillation``): real anatomy on the site's scanner, and the structures the served model
+    finds absent there stay absent. The teacher segments the image once before the run, not every patch (a
+    diffusion sampling per patch would double the cost of a step on a CPU).
 
   With ``exclusion_fraction`` of the prompts, a case is also asked for a structure it does not annotate and
   supervised only where its labels show a structure known to be disjoint from it: the site's "ribs" learns that it
@@ -58,7 +59,7 @@ class Recipe:
     real_share: float = 0.2  # share drawn from the real CT the served model was trained on (``rehearsal_data``)
     teacher_share: float = 0.2  # share drawn from the site's images with the served model's masks as targets
     exclusion_fraction: float = 0.25  # prompts of a structure a case does not annotate, where it is known not to be
-    teacher_images: int = 2  # at most this many site images get teacher masks (each costs one segmentation)
+    teacher_images: int = 1  # at most this many site images get teacher masks (each costs one segmentation)
     validation_fraction: float = 0.2  # share of the labelled images held out (at least one when there are two)
 
 

@@ -14,7 +14,7 @@ Request (the ``config`` below is what clients show and send back); the defaults 
   ends with a log line and a ``train_stats`` update (step, epoch, elapsed, ETA, loss, validation Dice).
 * ``learning_rate`` (1e-4, the cosine's peak), ``augment`` (true), ``foreground_fraction`` (0.5: share of patches
   centred on a labelled structure), ``rehearsal`` (true: phantoms of the structures the served model knows take
-  15 % of the patches, and the site's training images with the served model's own masks of those structures, made
+  15 % of the patches, and the site's first training image with the served model's own masks of those structures, made
   before the run into ``<name>/teacher/``, another 20 %; with ``--conf rehearsal_data``, the real CT the served
   model was trained on another 20 %).
 * ``device`` (cpu/cuda; cuda falls back to cpu without a GPU).
