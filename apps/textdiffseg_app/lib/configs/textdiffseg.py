@@ -194,8 +194,9 @@ def _rehearsal_data(value: str | None, app_dir: Path) -> Path | None:
     if value and value.lower() == "none":
         return None
     if not value:
-        default = app_dir.resolve().parents[1] / "datasets" / "realct"
-        return default if (default / "dataset.json").is_file() else None
+        parents = app_dir.resolve().parents  # <checkout>/apps/<app>
+        default = parents[1] / "datasets" / "realct" if len(parents) > 1 else None
+        return default if default is not None and (default / "dataset.json").is_file() else None
     folder = Path(value).expanduser().resolve()
     if not (folder / "dataset.json").is_file():
         raise ValueError(f"conf 'rehearsal_data': no dataset.json in {folder}")
