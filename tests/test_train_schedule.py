@@ -31,6 +31,16 @@ def test_cosine_warms_up_peaks_and_ends_low() -> None:
     assert schedule.optimizer.param_groups[0]["lr"] == rates[-1]
 
 
+def test_a_group_with_an_lr_scale_follows_the_schedule_at_its_share() -> None:
+    base, scaled = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([{"params": [base]}, {"params": [scaled], "lr_scale": 0.1}], lr=1.0)
+    schedule = LearningRateSchedule(optimizer, 1e-2, "cosine", steps=100)
+    for step in (0, 10, 60, 99):
+        rate = schedule.update(step, 0.0)
+        assert optimizer.param_groups[0]["lr"] == rate
+        assert optimizer.param_groups[1]["lr"] == pytest.approx(0.1 * rate)
+
+
 def test_time_budget_drives_the_schedule_when_it_is_further_along() -> None:
     schedule = LearningRateSchedule(_optimizer(), 1.0, "cosine", steps=10_000, budget_s=100.0)
     assert schedule.progress(10, 50.0) == 0.5
@@ -60,8 +70,13 @@ def test_background_workers_draw_valid_distinct_patches(train_phantom_dir: Path)
 
 def test_a_run_stops_at_its_time_budget_and_says_so(train_phantom_dir: Path, default_encoder, tmp_path: Path) -> None:
     opts = TrainOptions(
-        data=train_phantom_dir, out=tmp_path / "run", steps=100_000, preset="tiny", max_minutes=0.1,
-        lr_schedule="cosine", progress=False,
+        data=train_phantom_dir,
+        out=tmp_path / "run",
+        steps=100_000,
+        preset="tiny",
+        max_minutes=0.1,
+        lr_schedule="cosine",
+        progress=False,
     )
     summary = run_training(opts, encoder=default_encoder)
     assert summary["stopped_by_time"] is True

@@ -17,10 +17,11 @@ from types import SimpleNamespace
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from app_modules import app_modules
 from monailabel.datastore.local import LocalDatastore
 
-from textdiffseg.checkpoint import read_config, save_checkpoint
+from textdiffseg.checkpoint import load_checkpoint, read_config, save_checkpoint
 from textdiffseg.config import tiny_config
 from textdiffseg.data.phantom import PhantomConfig, write_dataset
 from textdiffseg.networks.model import TextDiffSeg
@@ -177,9 +178,9 @@ def test_the_recipe_holds_out_a_validation_share_and_rehearses_what_the_model_kn
         )
     settings = app_lib.config.parse_conf({}, site.app)
     task = app_lib.trainer.TextDiffSegTrainer(settings)
-    with caplog.at_level(logging.INFO):
-        stats = task({"max_epochs": 2, "train_steps_per_epoch": 2}, datastore)
-    assert stats["status"] == "DONE" and stats["structures"] == ["left kidney"]
+    with caplog.at_level(logging.INFO):  # every weight: a new structure alone is taught by prompts by default
+        stats = task({"max_epochs": 2, "train_steps_per_epoch": 2, "tune": "all"}, datastore)
+    assert stats["status"] == "DONE" and stats["structures"] == ["left kidney"] and stats["tune"] == "all"
     counts = ("train_cases", "validation_cases", "rehearsal_cases", "real_rehearsal_cases", "teacher_cases")
     assert tuple(stats[k] for k in counts) == (1, ["phantom_001"], 4, 0, 1)  # no real CT in this app's checkout
     # the served model's masks of what it knew, on the one training image (never on the validation one)
@@ -192,6 +193,42 @@ def test_the_recipe_holds_out_a_validation_share_and_rehearses_what_the_model_kn
     # the published model knows the new structure, keeps what it knew, and learned no other phantom structure
     published = read_config(settings.published_model)
     assert trained_structures(published) == ("aorta", "left kidney", "liver", "spleen")
+
+
+def test_a_new_structure_alone_is_taught_by_learned_prompts_with_the_network_frozen(
+    app_lib: SimpleNamespace, site: SimpleNamespace, tiny_encoder
+) -> None:
+    _tiny_served_model(site.served, tiny_encoder, ["liver", "spleen"])
+    served_state = load_checkpoint(site.served, tiny_encoder)[0].state_dict()
+    datastore = LocalDatastore(str(site.studies), extensions=("*.nii.gz",))
+    truth = np.asarray(nib.load(site.truth / "phantom_000.nii.gz").dataobj)
+    _save_label(
+        datastore,
+        site.studies.parent,
+        "phantom_000",
+        (truth == 3).astype(np.uint8),
+        [{"name": "Left kidney", "idx": 1}],
+    )
+    settings = app_lib.config.parse_conf({}, site.app)
+    task = app_lib.trainer.TextDiffSegTrainer(settings)
+    stats = task({"max_epochs": 1, "train_steps_per_epoch": 2}, datastore)
+    assert stats["status"] == "DONE" and stats["tune"] == "prompts" and stats["learned_prompts"] == ["left kidney"]
+    assert (stats["rehearsal_cases"], stats["real_rehearsal_cases"], stats["teacher_cases"]) == (0, 0, 0)
+    assert not (site.app / "model" / "textdiffseg" / "train_01" / "teacher").exists()
+    assert stats["publish_gate"]["publish"], "known answers cannot have changed"
+    published, _ = load_checkpoint(settings.published_model, tiny_encoder)
+    assert published.config.learned_prompts == ("left kidney",)
+    assert trained_structures(published.config) == ("left kidney", "liver", "spleen")
+    state = published.state_dict()
+    assert all(torch.equal(state[key], value) for key, value in served_state.items()), "the network is frozen"
+    # asking for prompts when every labelled structure is known is refused before anything runs
+    _save_label(
+        datastore, site.studies.parent, "phantom_000", (truth == 1).astype(np.uint8), [{"name": "liver", "idx": 1}]
+    )
+    with pytest.raises(ValueError, match="already knows every labelled structure"):
+        task({"max_epochs": 1, "train_steps_per_epoch": 1, "tune": "prompts"}, datastore)
+    with pytest.raises(ValueError, match="tune"):
+        task.check_request({"tune": "everything"})
 
 
 def test_a_retrained_model_that_got_worse_is_not_published(

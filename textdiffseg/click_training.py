@@ -8,6 +8,7 @@ get empty click maps, so text alone keeps being trained as before.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -55,13 +56,19 @@ class ClickPlanner:
 
 @torch.no_grad()
 def predicted_masks(
-    model: TextDiffSeg, image: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, seed: int
+    model: TextDiffSeg,
+    image: torch.Tensor,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    seed: int,
+    structures: Sequence[str | None] | None = None,
 ) -> torch.Tensor:
-    """``(P, D, H, W)`` boolean masks the model predicts now (text only, the model's sampling steps, eval mode)."""
+    """``(P, D, H, W)`` boolean masks the model predicts now (text only, the model's sampling steps, eval mode;
+    ``structures`` as in :meth:`TextDiffSeg.condition`)."""
     was_training = model.training
     model.eval()
     try:
-        condition = model.condition(image, tokens, mask)
+        condition = model.condition(image, tokens, mask, structures=structures)
         generator = torch.Generator(device=image.device).manual_seed(seed)
         result = sample_masks(model, condition, model.config.sampling_steps, 1, generator)
     finally:
@@ -76,6 +83,7 @@ def simulated_click_maps(
     mask: torch.Tensor,
     targets: torch.Tensor,
     plan: ClickPlan,
+    structures: Sequence[str | None] | None = None,
 ) -> tuple[torch.Tensor, list[Clicks | None]]:
     """``(P, 2, D, H, W)`` click maps for a patch (zeros for prompts the plan gives no clicks) and the clicks.
 
@@ -85,12 +93,14 @@ def simulated_click_maps(
         tokens, mask: the text encoder's output for the P prompts.
         targets: ``(P, 1, D, H, W)`` target masks.
         plan: how many clicks each prompt gets.
+        structures: what each prompt is understood as (models with learned prompts).
     """
     clicks: list[Clicks | None] = [None] * targets.shape[0]
     chosen = [i for i, n in enumerate(plan.counts) if n]
     if chosen:
         rows = torch.tensor(chosen, device=tokens.device)
-        predicted = predicted_masks(model, image, tokens[rows], mask[rows], plan.seed).cpu()
+        chosen_structures = [structures[i] for i in chosen] if structures is not None else None
+        predicted = predicted_masks(model, image, tokens[rows], mask[rows], plan.seed, chosen_structures).cpu()
         for k, i in enumerate(chosen):
             clicks[i] = error_clicks(predicted[k], targets[i, 0].cpu() > 0.5, plan.counts[i])
     maps = click_maps(clicks, tuple(targets.shape[2:])).to(targets.device)

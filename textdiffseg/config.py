@@ -46,6 +46,10 @@ class ModelConfig:
         prior_channels: 0 (the default: a whole-CT model) or 1: the fine stage of zoom-in inference
             (``textdiffseg.zoom_in``), which also takes the coarse pass's probability map of its prompt through a
             branch like the click branch.
+        learned_prompts: structures answered by trained token embeddings instead of the text encoder's tokens
+            (``textdiffseg.networks.learned_prompts``): those a site taught a frozen model with ``--tune prompts``.
+            Empty (the default, and every checkpoint written before this field) = none.
+        learned_prompt_length: tokens per learned prompt.
     """
 
     spacing: tuple[float, float, float] = (4.0, 4.0, 4.0)
@@ -71,6 +75,8 @@ class ModelConfig:
     text_fingerprint: str = ""
     click_channels: int = 0
     prior_channels: int = 0
+    learned_prompts: tuple[str, ...] = ()
+    learned_prompt_length: int = 8
     extra: dict = field(default_factory=dict)
 
     @property
@@ -100,7 +106,7 @@ class ModelConfig:
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"checkpoint config has unknown fields {sorted(unknown)}; upgrade textdiffseg")
-        for key in ("spacing", "roi_size", "hu_window", "image_channels", "denoiser_channels"):
+        for key in ("spacing", "roi_size", "hu_window", "image_channels", "denoiser_channels", "learned_prompts"):
             if key in raw:
                 raw[key] = tuple(raw[key])
         if "extra_windows" in raw:

@@ -2,6 +2,12 @@
 
 A site submits one or a few labelled CTs, often of a structure the served model never learned. The recipe:
 
+* **What is trained** (``tune``, ``textdiffseg.prompt_tuning``): when every labelled structure is new to the served
+  model, only a learned prompt per new structure (tokens and a small feature adapter, peak rate ``prompt_lr``); the
+  network stays frozen, so every answer the served model gave stays exactly as it was, and nothing needs
+  rehearsing. When the site labelled a structure the model knows (a correction), every weight is trained, with
+  everything below.
+
 * **Time, not steps**: the run stops after ``max_minutes`` (12 by default: on 2 CPU cores a run, its validation and
   the publish gate end within 15 minutes; a GPU does many more steps in the same time). The learning rate warms up
   and decays along a cosine over that time (``textdiffseg.train_schedule``).
@@ -61,6 +67,7 @@ class Recipe:
     exclusion_fraction: float = 0.25  # prompts of a structure a case does not annotate, where it is known not to be
     teacher_images: int = 1  # at most this many site images get teacher masks (each costs one segmentation)
     validation_fraction: float = 0.2  # share of the labelled images held out (at least one when there are two)
+    prompt_lr: float = 1e-2  # peak learning rate of learned prompts (runs that teach only new structures)
 
 
 def phantom_set(folder: Path, seed: int, n: int) -> Path:

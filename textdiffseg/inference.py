@@ -572,6 +572,7 @@ class Segmenter(WholeVolumePipeline):
         """
         tokens, mask = self.text_encoder.encode(prompts)
         tokens, mask = tokens.to(self.device), mask.to(self.device)
+        structures = self.anatomy_of(prompts)
         # one noise stream per prompt, consumed window after window: a prompt's mask depends on the seed, the
         # prompt, the image and the settings only, never on the other prompts of the request or their order
         generators = [torch.Generator(device=self.device).manual_seed(prompt_seed(self.seed, t)) for t in prompts]
@@ -589,7 +590,7 @@ class Segmenter(WholeVolumePipeline):
                 maps = one[0, channels:click_end].view(p, 2, *one.shape[2:]) if clicks is not None else None
                 window_prior = one[0, click_end:].view(p, 1, *one.shape[2:]) if prior is not None else None
                 one = one[:, :channels]
-                condition = self.model.condition(one, tokens, mask, maps, window_prior)
+                condition = self.model.condition(one, tokens, mask, maps, window_prior, structures)
                 # prompts in groups of at most MAX_SAMPLES_PER_WINDOW samples: memory stays bounded however many
                 # prompts a request has (the noise is per prompt, so grouping changes no draw)
                 group = max(1, MAX_SAMPLES_PER_WINDOW // self.ensemble)

@@ -74,6 +74,13 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         "start it from a whole-CT model with --init-from, join the two with python -m textdiffseg.fine_stage)",
     )
     p.add_argument(
+        "--tune",
+        choices=("all", "prompts"),
+        default="all",
+        help="all: train every weight; prompts: teach an --init-from model the structures it does not know with "
+        "learned prompts, the network frozen (what it knew stays exactly as it was)",
+    )
+    p.add_argument(
         "--prior-miss-rate",
         type=float,
         default=0.2,
@@ -165,6 +172,8 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         p.error("--exclusion-fraction must be between 0 and 1")
     if not 0.0 <= a.prior_miss_rate <= 1.0:
         p.error("--prior-miss-rate must be between 0 and 1")
+    if a.tune == "prompts" and a.init_from is None and not a.resume:
+        p.error("--tune prompts teaches a trained model new structures: give it --init-from")
     if a.structures_file is not None:
         try:
             a.structure += read_structure_list(a.structures_file)
@@ -205,6 +214,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         click_fraction=a.click_fraction,
         stage=a.stage,
         prior_miss_rate=a.prior_miss_rate,
+        tune=a.tune,
     )
 
 

@@ -29,6 +29,7 @@ from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.fine_stage import as_fine_stage
 from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.prompt_match import record_trained_structures, trained_structures
+from textdiffseg.prompt_tuning import TUNE_MODES, new_structures, prompt_parameters, with_learned_prompts
 from textdiffseg.text.encoder import TextEncoder
 from textdiffseg.train_data import PromptedPatchSampler, prepare_cases
 from textdiffseg.train_progress import EpochMonitor, TrainHooks
@@ -81,6 +82,7 @@ class TrainOptions:
     click_fraction: float = 0.0  # share of prompts trained with simulated clicks (adds the click branch if missing)
     stage: str = "whole"  # "whole" (a whole-CT model) or "fine" (the zoom-in fine stage, textdiffseg.fine_stage)
     prior_miss_rate: float = MISS_RATE  # fine stage: share of present structures trained without a coarse prior
+    tune: str = "all"  # "all" (every weight) or "prompts" (learned prompts of new structures only; needs init_from)
 
 
 def _extra_windows(windows: str | None, default: tuple) -> tuple:
@@ -147,6 +149,22 @@ def _initial_model(opts: TrainOptions, encoder: TextEncoder) -> tuple[TextDiffSe
     return TextDiffSeg(build_config(opts, encoder)), {}
 
 
+def _with_new_prompts(
+    opts: TrainOptions, model: TextDiffSeg, structures: list[str], encoder: TextEncoder
+) -> TextDiffSeg:
+    """``--tune prompts``: the model to start from with a learned prompt for each structure it does not know."""
+    if opts.init_from is None:
+        raise ValueError("--tune prompts teaches a trained model new structures: it needs --init-from")
+    new = new_structures(model, structures)
+    if not new:
+        raise ValueError(
+            f"--tune prompts: the model already knows every structure it would train ({', '.join(structures)}); "
+            "correcting known structures needs --tune all"
+        )
+    logger.info("learning prompts for %s; the network stays frozen", ", ".join(new))
+    return with_learned_prompts(model, new, encoder)
+
+
 def load_sources(opts: TrainOptions) -> tuple[list[LabelledCase], list[float] | None]:
     """The cases of every data source (less ``exclude_cases``) and, with ``data_weights``, each case's sampling
     weight (its source's weight shared among the source's cases)."""
@@ -182,6 +200,8 @@ def run_training(
     """
     from textdiffseg.distributed import DistributedContext
 
+    if opts.tune not in TUNE_MODES:
+        raise ValueError(f"tune must be one of {TUNE_MODES}, not {opts.tune!r}")
     dist = DistributedContext.from_environment(opts.device)
     encoder = encoder or TextEncoder(opts.text_encoder, device=str(dist.device))
     vocabulary = PromptVocabulary.load(opts.vocabulary)
@@ -195,6 +215,31 @@ def run_training(
     if opts.click_fraction and not model.takes_clicks:  # resumed from a run that trained without clicks
         model = add_click_branch(model)
         extra = {k: v for k, v in extra.items() if k != "optimizer"}  # its parameter list has changed
+    resumed = opts.resume and (opts.out / "last.pt").is_file()
+    first_step = int(extra.get("step", 0)) if extra.get("optimizer") else 0
+    sampler = PromptedPatchSampler(
+        prepared,
+        vocabulary,
+        model.config.roi_size,
+        opts.prompts_per_volume,
+        opts.negative_fraction,
+        seed=opts.seed * 1000 + first_step,  # the same on every rank: each keeps its share of a batch
+        structures=opts.structures or None,
+        case_weights=case_weights,
+        foreground_fraction=opts.foreground_fraction,
+        exclusion_fraction=opts.exclusion_fraction,
+        augment=PatchAugmenter(
+            model.config.input_windows,
+            seed=opts.seed * 1000 + first_step + 1,
+            scan_range_prob=opts.scan_range_prob,
+        )
+        if opts.augment
+        else None,
+    )
+    parameters = None
+    if opts.tune == "prompts":
+        model = model if resumed else _with_new_prompts(opts, model, sampler.prompted_structures, encoder)
+        parameters = prompt_parameters(model, opts.lr)
     trainer = Trainer(
         model,
         encoder,
@@ -205,36 +250,18 @@ def run_training(
         world_size=dist.world_size,
         click_fraction=opts.click_fraction,
         prior_miss_rate=opts.prior_miss_rate,
+        parameters=parameters,
+        vocabulary=vocabulary,
     )
     trainer.network = dist.wrap(model)
     if extra.get("optimizer"):
         trainer.optimizer.load_state_dict(extra["optimizer"])
-        trainer.state.step = int(extra.get("step", 0))
+        trainer.state.step = first_step
         trainer.generator.manual_seed(opts.seed * 1000 + trainer.state.step)
         trainer.clicks.rng.seed(opts.seed * 1000 + trainer.state.step + 1)
-    sampler = PromptedPatchSampler(
-        prepared,
-        vocabulary,
-        model.config.roi_size,
-        opts.prompts_per_volume,
-        opts.negative_fraction,
-        seed=opts.seed * 1000 + trainer.state.step,  # the same on every rank: each keeps its share of a batch
-        structures=opts.structures or None,
-        case_weights=case_weights,
-        foreground_fraction=opts.foreground_fraction,
-        exclusion_fraction=opts.exclusion_fraction,
-        augment=PatchAugmenter(
-            model.config.input_windows,
-            seed=opts.seed * 1000 + trainer.state.step + 1,
-            scan_range_prob=opts.scan_range_prob,
-        )
-        if opts.augment
-        else None,
-    )
     # The checkpoint records what it learned (textdiffseg.prompt_match): a fresh model the sampled structures, a
     # resumed or fine-tuned one those it knew before as well, unless the run says it forgets them.
     # A fine stage made from a whole-CT model has learned only what it is trained on here.
-    resumed = opts.resume and (opts.out / "last.pt").is_file()
     made_fine = opts.init_from is not None and opts.stage == "fine" and not read_config(opts.init_from).prior_channels
     fresh = opts.forget_untrained or (not resumed and (opts.init_from is None or made_fine))
     record_trained_structures(

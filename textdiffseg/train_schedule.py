@@ -53,8 +53,8 @@ class LearningRateSchedule:
     def update(self, step: int, elapsed_s: float) -> float:
         """Set and return the rate for the step about to run."""
         self.current = self.rate(self.progress(step, elapsed_s))
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.current
+        for group in self.optimizer.param_groups:  # a group with an ``lr_scale`` runs at that share of the rate
+            group["lr"] = self.current * group["lr_scale"] if "lr_scale" in group else self.current
         return self.current
 
 

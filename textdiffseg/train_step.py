@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from textdiffseg.click_training import ClickPlan, ClickPlanner, simulated_click_maps
 from textdiffseg.coarse_prior import MISS_RATE, simulate_coarse_prior
+from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.diffusion.schedule import make_scheduler, training_target
 from textdiffseg.losses import JointLoss
 from textdiffseg.networks.model import TextDiffSeg
+from textdiffseg.prompt_tuning import structure_of
 from textdiffseg.text.encoder import TextEncoder
 
 
@@ -44,6 +47,10 @@ class Trainer:
         click_fraction: share of prompts trained with 1-5 clicks simulated from the model's own errors
             (:mod:`textdiffseg.click_training`; the model needs a click branch). A model with a click branch always
             gets click maps (empty for the other prompts), so that every rank uses all its parameters.
+        parameters: what the optimiser updates, as parameters or parameter groups (default: every weight of the
+            model; a prompts-only run passes :func:`textdiffseg.prompt_tuning.prompt_parameters`).
+        vocabulary: tells which structure a paraphrased prompt names, for the model's learned prompts (default: the
+            built-in vocabulary).
 
     A zoom-in fine stage (``model.takes_prior``) is given each prompt's coarse prior, simulated from its target
     (:func:`textdiffseg.coarse_prior.simulate_coarse_prior`, none for ``prior_miss_rate`` of the present structures)
@@ -61,6 +68,8 @@ class Trainer:
         world_size: int = 1,
         click_fraction: float = 0.0,
         prior_miss_rate: float = MISS_RATE,
+        parameters: list[torch.nn.Parameter] | list[dict[str, Any]] | None = None,
+        vocabulary: PromptVocabulary | None = None,
     ) -> None:
         if click_fraction and not model.takes_clicks:
             raise ValueError("training with clicks needs a model with a click branch (textdiffseg.click_branch)")
@@ -72,7 +81,9 @@ class Trainer:
         self.device = torch.device(device)
         self.scheduler = make_scheduler(model.config)
         self.loss = JointLoss(model.config.denoise_weight)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-5)
+        trained = parameters if parameters is not None else list(model.parameters())
+        self.optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=1e-5)
+        self.vocabulary = vocabulary or PromptVocabulary.load()
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.rank, self.world_size = rank, world_size
         self.state = TrainState()
@@ -104,15 +115,16 @@ class Trainer:
         targets = supervised.clamp(min=0.0)
         tokens, mask = self.text_encoder.encode(prompts)
         tokens, mask = tokens.to(self.device), mask.to(self.device)
+        structures = [structure_of(p, self.vocabulary) for p in prompts] if self.model.config.learned_prompts else None
         clicks = None
         if self.model.takes_clicks:
             plan = plan or ClickPlan((0,) * len(prompts), 0)
-            clicks, _ = simulated_click_maps(self.model, image, tokens, mask, targets, plan)
+            clicks, _ = simulated_click_maps(self.model, image, tokens, mask, targets, plan, structures)
         prior = None
         if self.model.takes_prior:
             prior_generator = torch.Generator().manual_seed(prior_seed or 0)
             prior = simulate_coarse_prior(targets.cpu(), prior_generator, self.prior_miss_rate).to(self.device)
-        out = self.network(image, tokens, mask, targets, noise, t, self.scheduler, clicks, prior)
+        out = self.network(image, tokens, mask, targets, noise, t, self.scheduler, clicks, prior, structures)
         # The denoising target is detached: the label encoder is shaped by the segmentation terms, not pulled
         # towards latents that are merely easy to denoise (a constant latent would be).
         target = training_target(self.scheduler, out.latent.detach(), noise, t)

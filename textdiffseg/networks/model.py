@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,7 @@ from textdiffseg.networks.cross_attention import CrossModalAttention3D, PooledTe
 from textdiffseg.networks.denoiser import ConditionalDenoiser
 from textdiffseg.networks.image_encoder import ImageEncoder, PooledImageEncoder
 from textdiffseg.networks.label_autoencoder import LabelDecoder, LabelEncoder, PooledLabelEncoder
+from textdiffseg.networks.learned_prompts import LearnedPrompts
 
 
 @dataclass
@@ -82,6 +84,10 @@ class TextDiffSeg(nn.Module):
         if config.prior_channels:  # the fine stage: the coarse result enters the way clicks do
             self.prior_encoder = ClickEncoder(config.prior_channels, config.fused_channels, len(config.image_channels))
             self.prior_decoder = ClickDecoderBias(config.prior_channels, self.label_decoder.level_widths)
+        if config.learned_prompts:  # absent otherwise, as the click branch
+            self.learned_prompts = LearnedPrompts(
+                config.learned_prompts, config.learned_prompt_length, config.text_hidden_size, config.fused_channels
+            )
 
     @property
     def takes_clicks(self) -> bool:
@@ -100,6 +106,7 @@ class TextDiffSeg(nn.Module):
         token_mask: torch.Tensor,
         clicks: torch.Tensor | None = None,
         prior: torch.Tensor | None = None,
+        structures: Sequence[str | None] | None = None,
     ) -> Condition:
         """Encode the image once and fuse every prompt into it.
 
@@ -110,9 +117,17 @@ class TextDiffSeg(nn.Module):
             clicks: (P, 2, D, H, W) positive/negative click maps (``textdiffseg.clicks.click_maps``), or ``None``
                 (text alone; an all-zero map is the same).
             prior: (P, 1, D, H, W) the coarse pass's probability of each prompt (fine stages only; required there).
+            structures: the structure each prompt is understood as (``None`` where it is none): a prompt of a learned
+                structure (``config.learned_prompts``) gets its learned tokens and adapter
+                (``textdiffseg.networks.learned_prompts``). ``None``: the text encoder's tokens for every prompt.
         """
+        learned = self.learned_prompts if self.config.learned_prompts and structures is not None else None
+        if learned is not None:
+            tokens, token_mask = learned.substitute(tokens, token_mask, structures)  # type: ignore[arg-type]
         z_image, skips = self.image_encoder(image)
         fused = self.fusion(z_image, self.text_projection(tokens), token_mask)
+        if learned is not None:
+            fused = learned.adapt(fused, structures)  # type: ignore[arg-type]
         if clicks is not None:
             if not self.takes_clicks:
                 raise ValueError("this model has no click branch (config.click_channels is 0)")
@@ -165,6 +180,7 @@ class TextDiffSeg(nn.Module):
         scheduler: Scheduler,
         clicks: torch.Tensor | None = None,
         prior: torch.Tensor | None = None,
+        structures: Sequence[str | None] | None = None,
     ) -> TrainingOutputs:
         """One end-to-end training pass (what DDP wraps): encode, noise (eq. 3), denoise, decode.
 
@@ -177,8 +193,9 @@ class TextDiffSeg(nn.Module):
             scheduler: MONAI scheduler that defines q(z_t | z_0).
             clicks: (P, 2, D, H, W) click maps (models with a click branch), or ``None``.
             prior: (P, 1, D, H, W) simulated coarse probabilities (fine stages), or ``None``.
+            structures: what each prompt is understood as (see :meth:`condition`).
         """
-        condition = self.condition(image, tokens, token_mask, clicks, prior)
+        condition = self.condition(image, tokens, token_mask, clicks, prior, structures)
         z0 = self.encode_label(targets)
         noisy = scheduler.add_noise(z0, noise, timesteps)
         output = self.denoise(noisy, timesteps, condition.fused)

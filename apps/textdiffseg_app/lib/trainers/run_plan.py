@@ -44,6 +44,8 @@ class RunPlan:
     rehearsal_cases: int = 0
     real_cases: int = 0
     teacher_cases: int = 0
+    tune: str = "all"  # what the run trains: "all" (every weight) or "prompts" (learned prompts of new structures)
+    structures: tuple[str, ...] = ()  # the structures it is limited to (tune "prompts": the new ones)
     notes: list[str] = field(default_factory=list)
 
     def as_stats(self) -> dict[str, object]:
@@ -54,7 +56,33 @@ class RunPlan:
             "rehearsal_cases": self.rehearsal_cases,
             "real_rehearsal_cases": self.real_cases,
             "teacher_cases": self.teacher_cases,
+            "tune": self.tune,
+            **({"learned_prompts": list(self.structures)} if self.tune == "prompts" else {}),
         }
+
+
+def choose_tune(requested: str, cases: list[LabelledCase], known: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """What a run trains, and the structures it is limited to.
+
+    ``auto`` teaches with learned prompts (``textdiffseg.prompt_tuning``: the network frozen, every answer the
+    served model gave stays exactly as it was) when every structure the site labelled is new to the served model,
+    and trains every weight otherwise (a site correcting a structure the model knows needs the network to change).
+    ``prompts`` and ``all`` are taken as asked; ``prompts`` with nothing new to learn is a ``ValueError``.
+    """
+    labelled = list(dict.fromkeys(name for case in cases for name in sorted(case.targets)))
+    new = tuple(name for name in labelled if name not in known)
+    if requested == "auto":
+        requested = "prompts" if known and new and len(new) == len(labelled) else "all"
+    if requested == "prompts":
+        if not known:
+            raise ValueError("train request: tune 'prompts' teaches the served model new structures; none is served")
+        if not new:
+            raise ValueError(
+                f"train request: tune 'prompts': the served model already knows every labelled structure "
+                f"({', '.join(labelled)}); correcting them needs tune 'all'"
+            )
+        return "prompts", new
+    return "all", ()
 
 
 def plan_run(
@@ -67,12 +95,23 @@ def plan_run(
     real_dir: Path | None = None,
     device: str = "cpu",
     vocabulary: PromptVocabulary | None = None,
+    tune: str = "all",
 ) -> RunPlan:
-    """Split the site's cases and add the rehearsal cases (only when fine-tuning a checkpoint): phantoms, the cases
-    of ``real_dir`` (a dataset folder), and, with ``teacher_dir``, the served model's masks on the site's training
-    images."""
+    """Split the site's cases and add the rehearsal cases (only when fine-tuning every weight of a checkpoint):
+    phantoms, the cases of ``real_dir`` (a dataset folder), and, with ``teacher_dir``, the served model's masks on
+    the site's training images. ``tune`` is the request's (:func:`choose_tune`); a run that trains learned prompts
+    only has nothing to rehearse (the network is frozen)."""
     train, validation = split_validation(cases, recipe.validation_fraction)
     known = trained_structures(read_config(init_from)) if init_from is not None else ()
+    tune, structures = choose_tune(tune, cases, tuple(known))
+    if tune == "prompts":
+        logger.info(
+            "teaching %s with learned prompts on %d labelled image(s), the network frozen; validating on %s",
+            ", ".join(structures),
+            len(train),
+            ", ".join(c.case_id for c in validation) or "nothing (fewer than two labelled images)",
+        )
+        return RunPlan(train, None, validation, tuple(known), site_cases=len(train), tune=tune, structures=structures)
     phantoms: list[LabelledCase] = []
     real: list[LabelledCase] = []
     teacher: list[LabelledCase] = []

@@ -17,6 +17,11 @@ Request (the ``config`` below is what clients show and send back); the defaults 
   15 % of the patches, and the site's first training image with the served model's own masks of those structures, made
   before the run into ``<name>/teacher/``, another 20 %; with ``--conf rehearsal_data``, the real CT the served
   model was trained on another 20 %).
+* ``tune`` (``auto``): what the run trains. ``prompts``: learned prompts of the structures the served model does not
+  know (``textdiffseg.prompt_tuning``); the network is frozen, so every answer it gave before stays exactly as it
+  was, and nothing is rehearsed. ``all``: every weight, with the rehearsal above. ``auto`` is ``prompts`` when every
+  labelled structure is new to the served model, else ``all``. ``prompt_learning_rate`` (1e-2) is the learned
+  prompts' peak rate.
 * ``device`` (cpu/cuda; cuda falls back to cpu without a GPU).
 * ``multi_gpu`` (true): with two or more visible GPUs, one DDP worker per GPU is started with ``torchrun``
   (``textdiffseg.launch``; no validation share then: every labelled image is trained on); with fewer, the log says
@@ -89,6 +94,8 @@ class TextDiffSegTrainer(BasicTrainTask):
             "augment": RECIPE.augment,
             "foreground_fraction": RECIPE.foreground_fraction,
             "rehearsal": True,
+            "tune": "auto",
+            "prompt_learning_rate": RECIPE.prompt_lr,
             "multi_gpu": True,
             "gpus": "all",
             "tracking": ["None"],
@@ -142,12 +149,13 @@ class TextDiffSegTrainer(BasicTrainTask):
                     real_dir=self.settings.rehearsal_data,
                     device=params.device,
                     vocabulary=self.settings.vocabulary,
+                    tune=params.tune,
                 )
                 if not distributed
                 else RunPlan(cases, None, [], site_cases=len(cases))
             )
             stats.update(cases=len(cases), **plan.as_stats())
-            options = self._options(params, out, init_from, run_id)
+            options = self._options(params, out, init_from, run_id, plan)
             if distributed:
                 summary = run_distributed(options, cases, nproc=gpus)
             else:
@@ -209,7 +217,9 @@ class TextDiffSegTrainer(BasicTrainTask):
             self.settings.vocabulary,
         )
 
-    def _options(self, params: TrainParams, out: Path, init_from: Path | None, run_id: str) -> TrainOptions:
+    def _options(
+        self, params: TrainParams, out: Path, init_from: Path | None, run_id: str, plan: RunPlan
+    ) -> TrainOptions:
         if init_from is not None:
             encoder = self.settings.text_encoder or read_config(init_from).text_encoder
             logger.info(
@@ -223,7 +233,7 @@ class TextDiffSegTrainer(BasicTrainTask):
             out=out,
             steps=params.steps,
             preset=self.settings.train_preset,
-            lr=params.learning_rate,
+            lr=params.prompt_learning_rate if plan.tune == "prompts" else params.learning_rate,
             text_encoder=encoder,
             vocabulary=str(self.settings.labels) if self.settings.labels else None,
             init_from=init_from,
@@ -236,6 +246,8 @@ class TextDiffSegTrainer(BasicTrainTask):
             augment=params.augment,
             foreground_fraction=params.foreground_fraction,
             exclusion_fraction=RECIPE.exclusion_fraction,
+            tune=plan.tune,
+            structures=plan.structures,
         )
 
     def _engine_hook_not_used(self, context: Context) -> None:

@@ -17,6 +17,7 @@ from textdiffseg.finetune import Recipe
 from textdiffseg.params import ParamReader
 
 MAX_MINUTES = 24 * 60
+TUNE_CHOICES = ("auto", "prompts", "all")
 RECIPE = Recipe()
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -38,6 +39,8 @@ class TrainParams:
     augment: bool = RECIPE.augment
     foreground_fraction: float = RECIPE.foreground_fraction
     rehearsal: bool = True  # mix in phantoms of the structures the served model knows
+    tune: str = "auto"  # "auto", "prompts" (learned prompts of new structures, network frozen) or "all"
+    prompt_learning_rate: float = RECIPE.prompt_lr  # peak learning rate of the learned prompts (tune "prompts")
 
     @property
     def steps(self) -> int:
@@ -70,6 +73,8 @@ def parse_train_params(
         augment=read.flag("augment", RECIPE.augment),
         foreground_fraction=read.number("foreground_fraction", RECIPE.foreground_fraction, -1e-9, 1.0 + 1e-9),
         rehearsal=read.flag("rehearsal", True),
+        tune=read.choice("tune", "auto", TUNE_CHOICES),
+        prompt_learning_rate=read.number("prompt_learning_rate", RECIPE.prompt_lr, 0.0, 1.0),
     )
     if params.steps > max_train_steps:
         raise ValueError(
