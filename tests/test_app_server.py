@@ -245,7 +245,9 @@ def test_training_publishes_a_model_that_the_next_infer_serves(server: Server) -
     # Learning rate 1e-9: the candidate computes what the served model does, so the publish gate (issue 14: no known
     # structure may drop by more than 0.02) lets it through whatever five steps would have done; this test is about
     # publishing and serving, test_publish_gate.py about refusing a worse model.
-    server.client.train_start(MODEL, {"max_epochs": 1, "train_steps_per_epoch": 5, "learning_rate": 1e-9})
+    # no rehearsal: this test is about publishing (tests/test_train_task.py checks the rehearsal cases)
+    request = {"max_epochs": 1, "train_steps_per_epoch": 5, "learning_rate": 1e-9, "rehearsal": False}
+    server.client.train_start(MODEL, request)
     deadline = time.monotonic() + TRAIN_TIMEOUT_S
     status = server.client.train_status()
     while status["status"] in ("SUBMITTED", "RUNNING") and time.monotonic() < deadline:

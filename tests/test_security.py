@@ -247,9 +247,7 @@ def admin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 def test_admin_model_upload_must_be_a_checkpoint(admin_site: Site) -> None:
     published = admin_site.server.app_dir / "model" / "textdiffseg.pt"
-    answer = requests.put(
-        f"{admin_site.url}/model/{MODEL}", files={"file": ("m.pt", b"not a checkpoint")}, timeout=60
-    )
+    answer = requests.put(f"{admin_site.url}/model/{MODEL}", files={"file": ("m.pt", b"not a checkpoint")}, timeout=60)
     assert answer.status_code == 400 and "checkpoint" in _detail(answer), answer.text[:300]
     assert not published.exists()
     assert _infer(admin_site.url).status_code == 200
@@ -278,7 +276,7 @@ def test_run_sync_training_does_not_hold_info_and_a_stop_is_reported(admin_site:
         result["train"] = requests.post(
             f"{admin_site.url}/train/{MODEL}",
             params={"run_sync": "true"},
-            json={"max_epochs": 2, "train_steps_per_epoch": 2, "name": "sync_run"},
+            json={"max_epochs": 2, "train_steps_per_epoch": 2, "name": "sync_run", "rehearsal": False},
             timeout=600,
         )
 

@@ -572,7 +572,7 @@ class Segmenter(WholeVolumePipeline):
         """
         tokens, mask = self.text_encoder.encode(prompts)
         tokens, mask = tokens.to(self.device), mask.to(self.device)
-        structures = self.anatomy_of(prompts)
+        structures = self.anatomy_of(prompts) if self.model.config.learned_prompts else None  # see condition()
         # one noise stream per prompt, consumed window after window: a prompt's mask depends on the seed, the
         # prompt, the image and the settings only, never on the other prompts of the request or their order
         generators = [torch.Generator(device=self.device).manual_seed(prompt_seed(self.seed, t)) for t in prompts]
