@@ -205,7 +205,9 @@ def test_uncertainty_is_reported_and_saved_as_a_datastore_label(server: Server) 
 
 
 def test_uncertainty_scoring_ranks_the_unlabeled_images(server: Server) -> None:
-    scored = server.post("/scoring/diffusion_uncertainty?run_sync=true")
+    # 2 images x 23 prompts x 2 samples with the shipped model, coarse and fine passes: 289 s on this session's
+    # 2-core box (the default 300 s request timeout is too tight there)
+    scored = server.post("/scoring/diffusion_uncertainty?run_sync=true", timeout=900)
     assert scored.status_code == 200, server.log_tail()
     scores = scored.json()
     assert set(scores) == {"phantom_001", "phantom_002"}
