@@ -157,8 +157,10 @@ medium-continue: install realct
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.35 --max-minutes 62 --seed 53 \
 		--init-from runs/medium/c/model.pt --out runs/medium2/run
 
-# The shipped checkpoint (step 5): runs/medium2/run continued for 44 min more (3,567 steps on the quiet 2-core box),
-# 40 % absent-structure prompts.
+# Step 5 (shipped at 5e15a48): runs/medium2/run continued for 44 min more (3,567 steps on the quiet 2-core box),
+# 40 % absent-structure prompts. The shipped checkpoint (step 6) is this one continued for 7 min on one H200 (861 steps
+# of 8 patches, lr 3e-4): `make gpu-recipe-upload`, then on the device `bash scripts/gpu_recipe/medium_gpu_round.sh 7`
+# (carry .devdata and .whl); its ship_gpu.pt.
 medium-continue-2: install realct
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.4 --max-minutes 44 --seed 54 \
 		--init-from runs/medium2/run/model.pt --out runs/medium3/run

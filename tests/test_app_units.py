@@ -52,7 +52,7 @@ def app_lib() -> Iterator[SimpleNamespace]:
 
 def test_conf_defaults(app_lib: SimpleNamespace, tmp_path: Path) -> None:
     settings = app_lib.config.parse_conf({}, tmp_path)
-    assert settings.ensemble == 1 and settings.uncertainty_ensemble == 4
+    assert settings.ensemble == 1 and settings.uncertainty_ensemble == 4 and settings.uncertainty_prompts == ()
     assert settings.text_encoder is None and settings.sampling_steps is None and settings.roi_size is None
     assert settings.use_pretrained_model and settings.labels is None and not settings.auto_update_scoring
     assert (settings.max_denoiser_calls, settings.max_train_steps) == (2_000, 20_000)
@@ -70,6 +70,7 @@ def test_conf_values_are_parsed_from_strings(app_lib: SimpleNamespace, tmp_path:
         "sampling_steps": "7",
         "ensemble": "3",
         "uncertainty_ensemble": "6",
+        "uncertainty_prompts": " pancreas ;pancreas tumor;; ",
         "roi_size": "[96, 96, 64]",
         "device": "cpu",
         "use_pretrained_model": "false",
@@ -90,6 +91,7 @@ def test_conf_values_are_parsed_from_strings(app_lib: SimpleNamespace, tmp_path:
     assert (s.max_voxels, s.train_steps_per_epoch, s.train_preset, s.auto_update_scoring) == (1000, 9, "tiny", True)
     assert (s.max_denoiser_calls, s.max_train_steps) == (500, 90)
     assert not s.fine_pass
+    assert s.uncertainty_prompts == ("pancreas", "pancreas tumor")
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,10 @@ mkdir -p .devdata .whl
 $PY -m textdiffseg.text.precomputed --out .devdata/prompts.pt
 $PY scripts/gpu_recipe/resample_cases.py --data datasets/realct --out .devdata/realct --spacing 2.5 --drop aorta \
   --alone ts_abdomen
-cp runs/gen/run/model.pt .devdata/init_gen.pt
+if [ -f runs/gen/run/model.pt ]; then cp runs/gen/run/model.pt .devdata/init_gen.pt; fi  # run.sh
 git show 5dc123c~1:apps/textdiffseg_app/model/pretrained_textdiffseg.pt > .devdata/init_demo.pt  # phantom-only demo
 cp apps/textdiffseg_app/model/pretrained_textdiffseg.pt .devdata/init_shipped.pt  # run_clicks.sh
+git show 5e15a48:apps/textdiffseg_app/model/pretrained_textdiffseg.pt > .devdata/init_medium3.pt  # medium_gpu_round.sh
 git show 3e346f6~1:apps/textdiffseg_app/model/pretrained_textdiffseg.pt > .devdata/init_lopo_v2.pt  # continue.sh, curated_fit.sh
 if [ -f runs/device/full_v2.pt ]; then cp runs/device/full_v2.pt .devdata/init_full_v2.pt; fi  # continue.sh
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

@@ -11,6 +11,11 @@ key                      default                      meaning
 ``sampling_steps``       the checkpoint's value       DDIM steps per sample (``0`` = checkpoint default).
 ``ensemble``             ``1``                        diffusion samples per prompt for ``/infer`` (1-32).
 ``uncertainty_ensemble`` ``4``                        samples per prompt for ``/scoring/diffusion_uncertainty``.
+``uncertainty_prompts``  every structure the served   the prompts ``/scoring/diffusion_uncertainty`` ranks images by,
+                         model was trained on         separated by ``;`` (``pancreas;pancreas tumor`` for a pancreas
+                                                      labelling campaign): the images whose *those* structures the
+                                                      model is least sure of come first, and scoring takes one
+                                                      prompt's time instead of 23.
 ``roi_size``             none                         accepted for compatibility (``[96,96,64]``) but **ignored**: the
                                                       sliding-window patch is fixed by the checkpoint the model was
                                                       trained with; a warning is logged when it is set.
@@ -115,6 +120,7 @@ class AppSettings:
     sampling_steps: int | None = None
     ensemble: int = 1
     uncertainty_ensemble: int = 4
+    uncertainty_prompts: tuple[str, ...] = ()  # () = every structure the served model was trained on
     roi_size: tuple[int, int, int] | None = None
     device: str = "cpu"
     use_pretrained_model: bool = True
@@ -203,6 +209,11 @@ def _rehearsal_data(value: str | None, app_dir: Path) -> Path | None:
     return folder
 
 
+def _prompt_list(value: str | None) -> tuple[str, ...]:
+    """``a;b;c`` -> ``("a", "b", "c")`` (blank items dropped); ``None`` or blank -> ``()``."""
+    return tuple(item.strip() for item in (value or "").split(";") if item.strip())
+
+
 def parse_conf(conf: Mapping[str, object] | None, app_dir: str | Path) -> AppSettings:
     """Build :class:`AppSettings` from the ``--conf`` dict; raise ``ValueError`` naming the first bad key."""
     c = ParamReader(conf, "conf")
@@ -218,6 +229,7 @@ def parse_conf(conf: Mapping[str, object] | None, app_dir: str | Path) -> AppSet
         sampling_steps=c.integer("sampling_steps", 0, 0, MAX_SAMPLING_STEPS) or None,
         ensemble=c.integer("ensemble", 1, 1, MAX_ENSEMBLE),
         uncertainty_ensemble=c.integer("uncertainty_ensemble", 4, 1, MAX_ENSEMBLE),
+        uncertainty_prompts=_prompt_list(c.text("uncertainty_prompts", None)),
         roi_size=c.get("roi_size", None, _roi, "three positive integers such as [96,96,64]"),
         device=c.get("device", "cuda" if torch.cuda.is_available() else "cpu", parse_device, "cpu, cuda or cuda:N"),
         use_pretrained_model=c.flag("use_pretrained_model", True),

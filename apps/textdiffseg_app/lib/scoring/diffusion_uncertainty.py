@@ -1,8 +1,8 @@
 """``/scoring/diffusion_uncertainty``: score every unlabeled image by the diffusion ensemble's uncertainty.
 
-For each image without a ``final`` label, the model segments every structure the served checkpoint was trained on
-(``textdiffseg.prompt_match.trained_structures``) with ``--conf
-uncertainty_ensemble`` samples per prompt; ``textdiffseg.uncertainty.image_uncertainty`` reduces the per-prompt
+For each image without a ``final`` label, the model segments the prompts of ``--conf uncertainty_prompts`` (by
+default every structure the served checkpoint was trained on, ``textdiffseg.prompt_match.trained_structures``) with
+``--conf uncertainty_ensemble`` samples per prompt; ``textdiffseg.uncertainty.image_uncertainty`` reduces the per-prompt
 binary entropy to one number (mean over the voxels where any prompt's probability exceeds 0.05 of the largest
 per-prompt entropy). The score and the time are stored in the image info as ``diffusion_uncertainty`` and
 ``diffusion_uncertainty_ts``, which ``/activelearning/diffusion_uncertainty`` ranks by.
@@ -47,8 +47,9 @@ class DiffusionUncertaintyScoring(ScoringMethod):
         """Score the unlabeled images; returns ``{image id: score}`` for every unlabeled image (fresh or cached)."""
         force = ParamReader(request, "scoring request").flag("force", False)
         model_mtime = self.service.checkpoint().stat().st_mtime  # raises CheckpointError when nothing can be served
-        # the structures the served model was trained on: others would only add empty maps (and memory)
-        prompts = list(trained_structures(self.service.model()[0].config))
+        # the site's chosen prompts, else the structures the served model was trained on (others would only add
+        # empty maps, and memory)
+        prompts = list(self.settings.uncertainty_prompts or trained_structures(self.service.model()[0].config))
         scores: dict[str, float] = {}
         for image_id in sorted(datastore.get_unlabeled_images()):
             info = datastore.get_image_info(image_id)
@@ -64,6 +65,8 @@ class DiffusionUncertaintyScoring(ScoringMethod):
             except InvalidInputError as err:
                 logger.warning("not scoring %s: %s", image_id, err)
                 continue
+            for warning in filter(None, (match.warning for match in prediction.matches or [])):
+                logger.warning("scoring %s: %s", image_id, warning)
             score = image_uncertainty(prediction.probability, prediction.uncertainty)
             datastore.update_image_info(image_id, {SCORE_KEY: score, SCORE_TS_KEY: time.time()})
             scores[image_id] = score
