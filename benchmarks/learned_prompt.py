@@ -6,6 +6,10 @@ It takes the served checkpoint (``--ckpt``, default the shipped one), adds a lea
 ``/train``'s patch recipe (half the patches centred on the structure, augmentation, cosine learning rate), the
 network frozen, and prints the Dice of the structure, by its name and by a vocabulary synonym, on the test case and
 on the train case itself, with the voxels painted, as JSON. ``--tokens-only`` leaves the adapter out (its rate 0).
+``--organ-negatives N`` adds N patches a step from the other real cases (neither the train nor the test case) and
+the default phantoms of ``--negatives-phantoms``, prompted with the new structure and supervised as "not it" only
+on the voxels of their labelled organs (:data:`ORGANS`; :data:`textdiffseg.losses.UNKNOWN` elsewhere): an
+experiment on whether a new structure carries to another patient once it is told what it is not.
 
 ``benchmarks/new_structure.py`` measures the same over REST with ``/train``'s defaults; this one is the 4-minute
 variant for comparing settings on 2 CPU cores.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,14 +34,36 @@ from textdiffseg.data.folders import LabelledCase, load_folder
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.finetune import Recipe
 from textdiffseg.inference import Segmenter
+from textdiffseg.losses import UNKNOWN
 from textdiffseg.model_scores import dice
 from textdiffseg.prompt_match import record_trained_structures, trained_structures
 from textdiffseg.prompt_tuning import prompt_parameters, with_learned_prompts
-from textdiffseg.train_data import PromptedPatchSampler, prepare_cases
+from textdiffseg.train_data import PreparedCase, PromptedPatchSampler, prepare_cases, random_crop
 from textdiffseg.train_schedule import LearningRateSchedule
 from textdiffseg.train_step import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
+# Soft-tissue organs and vessels a new bony or thin structure never overlaps (the negatives of --organ-negatives).
+ORGANS = (
+    "liver", "spleen", "left kidney", "right kidney", "kidney", "pancreas", "stomach", "gallbladder",
+    "urinary bladder", "colon", "heart", "aorta", "inferior vena cava", "lungs", "left lung", "right lung",
+)  # fmt: skip
+
+
+class OrganNegatives:
+    """Patches of other cases prompted with the new structure: 0 on their labelled organs, unknown elsewhere."""
+
+    def __init__(self, cases: list[PreparedCase], roi: tuple[int, int, int], structure: str, seed: int) -> None:
+        self.cases = [c for c in cases if set(c.targets) & set(ORGANS)]
+        self.roi, self.structure, self.rng = roi, structure, random.Random(seed)
+
+    def sample(self) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+        """One patch ``(1, C, *roi)``, the prompt, and its target ``(1, 1, *roi)``."""
+        case = self.rng.choice(self.cases)
+        values = sorted({v for name in ORGANS if name in case.targets for v in case.targets[name]})
+        image, label = random_crop(case, self.roi, self.rng)
+        known = torch.isin(label, torch.tensor(values, dtype=label.dtype))
+        return image[None], [self.structure], torch.where(known, 0.0, UNKNOWN)[None, None]
 
 
 def scores(segmenter: Segmenter, case: LabelledCase, structure: str, prompts: list[str]) -> dict:
@@ -78,12 +105,19 @@ def run(a: argparse.Namespace) -> dict:
         augment=PatchAugmenter(model.config.input_windows, seed=a.seed + 1),
         seed=a.seed,
     )
+    negatives = None
+    if a.organ_negatives:
+        others = [c for c in cases.values() if c.case_id not in (a.train_case, a.test_case)]
+        phantoms = load_folder(a.negatives_phantoms) if a.negatives_phantoms else []
+        prepared = prepare_cases(others + phantoms, model.config)
+        negatives = OrganNegatives(prepared, model.config.roi_size, a.structure, a.seed)
     trainer = Trainer(model, encoder, lr=a.lr, seed=a.seed, parameters=groups)
     schedule = LearningRateSchedule(trainer.optimizer, a.lr, recipe.lr_schedule, 10**9, 60.0 * a.minutes)
     start, losses = time.perf_counter(), []
     while time.perf_counter() - start < 60.0 * a.minutes:
         schedule.update(trainer.state.step, time.perf_counter() - start)
-        losses.append(trainer.step([sampler.sample()])["loss"])
+        batch = [sampler.sample(), *(negatives.sample() for _ in range(a.organ_negatives if negatives else 0))]
+        losses.append(trainer.step(batch)["loss"])
     model.eval()
     record_trained_structures(model.config, [*trained_structures(model.config), a.structure])
     segmenter = Segmenter(model, encoder)
@@ -115,6 +149,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tokens", type=int, default=8, help="tokens of the learned prompt")
     p.add_argument("--tokens-only", action="store_true", help="no adapter")
     p.add_argument("--prompts-per-volume", type=int, default=4)
+    p.add_argument("--organ-negatives", type=int, default=0, help="negative patches a step (see the docstring)")
+    p.add_argument("--negatives-phantoms", type=Path, help="a phantom folder for --organ-negatives")
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, help="also write the JSON here")
