@@ -7,15 +7,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from textdiffseg.checkpoint import save_checkpoint
 from textdiffseg.config import tiny_config
+from textdiffseg.losses import UNKNOWN
 from textdiffseg.networks.model import TextDiffSeg
+from textdiffseg.train_data import PreparedCase
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import accuracy  # noqa: E402
 import latency  # noqa: E402
+import learned_prompt  # noqa: E402
 
 
 @pytest.mark.slow
@@ -71,3 +75,16 @@ def test_clicks_benchmark_scores_the_served_click_path(coarse_phantom_dir: Path,
     assert row[3] > row[0] + 0.2, row  # the edits take a missed lesion in from its clicks
     with pytest.raises(SystemExit, match="no click branch"):
         clicks.run(ckpt, coarse_phantom_dir, cases=1, structures=["liver tumor"], rounds=1, edits=False)
+
+
+def test_organ_negatives_say_not_it_only_on_labelled_organs() -> None:
+    label = torch.zeros((8, 8, 8), dtype=torch.int16)
+    label[:4] = 1  # liver
+    label[6:, 6:, 6:] = 2  # a lesion, not an organ: no supervision there
+    organ_case = PreparedCase("a", torch.rand(2, 8, 8, 8), label, {"liver": (1,), "liver tumor": (2,)}, frozenset())
+    bone_case = PreparedCase("b", torch.rand(2, 8, 8, 8), label, {"sacrum": (1,)}, frozenset())
+    negatives = learned_prompt.OrganNegatives([organ_case, bone_case], (8, 8, 8), "ribs", seed=0)
+    assert [c.case_id for c in negatives.cases] == ["a"], "a case without a labelled organ says nothing"
+    image, prompts, target = negatives.sample()
+    assert image.shape == (1, 2, 8, 8, 8) and prompts == ["ribs"] and target.shape == (1, 1, 8, 8, 8)
+    assert (target[0, 0][:4] == 0).all() and (target[0, 0][4:] == UNKNOWN).all()
