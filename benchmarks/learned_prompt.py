@@ -34,11 +34,10 @@ from textdiffseg.data.folders import LabelledCase, load_folder
 from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.finetune import Recipe
 from textdiffseg.inference import Segmenter
-from textdiffseg.losses import UNKNOWN
 from textdiffseg.model_scores import dice
 from textdiffseg.prompt_match import record_trained_structures, trained_structures
 from textdiffseg.prompt_tuning import prompt_parameters, with_learned_prompts
-from textdiffseg.train_data import PreparedCase, PromptedPatchSampler, prepare_cases, random_crop
+from textdiffseg.train_data import PreparedCase, PromptedPatchSampler, exclusion_target, prepare_cases, random_crop
 from textdiffseg.train_schedule import LearningRateSchedule
 from textdiffseg.train_step import Trainer
 
@@ -54,16 +53,17 @@ class OrganNegatives:
     """Patches of other cases prompted with the new structure: 0 on their labelled organs, unknown elsewhere."""
 
     def __init__(self, cases: list[PreparedCase], roi: tuple[int, int, int], structure: str, seed: int) -> None:
-        self.cases = [c for c in cases if set(c.targets) & set(ORGANS)]
+        organ_values = [sorted({v for name in ORGANS if name in c.targets for v in c.targets[name]}) for c in cases]
+        self.cases = [(case, values) for case, values in zip(cases, organ_values) if values]
+        if not self.cases:
+            raise ValueError(f"no case labels any of {', '.join(ORGANS)}: nothing to tell {structure!r} it is not")
         self.roi, self.structure, self.rng = roi, structure, random.Random(seed)
 
     def sample(self) -> tuple[torch.Tensor, list[str], torch.Tensor]:
         """One patch ``(1, C, *roi)``, the prompt, and its target ``(1, 1, *roi)``."""
-        case = self.rng.choice(self.cases)
-        values = sorted({v for name in ORGANS if name in case.targets for v in case.targets[name]})
+        case, organ_values = self.rng.choice(self.cases)
         image, label = random_crop(case, self.roi, self.rng)
-        known = torch.isin(label, torch.tensor(values, dtype=label.dtype))
-        return image[None], [self.structure], torch.where(known, 0.0, UNKNOWN)[None, None]
+        return image[None], [self.structure], exclusion_target(label, organ_values)[None, None]
 
 
 def scores(segmenter: Segmenter, case: LabelledCase, structure: str, prompts: list[str]) -> dict:
@@ -110,7 +110,10 @@ def run(a: argparse.Namespace) -> dict:
         others = [c for c in cases.values() if c.case_id not in (a.train_case, a.test_case)]
         phantoms = load_folder(a.negatives_phantoms) if a.negatives_phantoms else []
         prepared = prepare_cases(others + phantoms, model.config)
-        negatives = OrganNegatives(prepared, model.config.roi_size, a.structure, a.seed)
+        try:
+            negatives = OrganNegatives(prepared, model.config.roi_size, a.structure, a.seed)
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from None
     trainer = Trainer(model, encoder, lr=a.lr, seed=a.seed, parameters=groups)
     schedule = LearningRateSchedule(trainer.optimizer, a.lr, recipe.lr_schedule, 10**9, 60.0 * a.minutes)
     start, losses = time.perf_counter(), []

@@ -84,7 +84,9 @@ def test_organ_negatives_say_not_it_only_on_labelled_organs() -> None:
     organ_case = PreparedCase("a", torch.rand(2, 8, 8, 8), label, {"liver": (1,), "liver tumor": (2,)}, frozenset())
     bone_case = PreparedCase("b", torch.rand(2, 8, 8, 8), label, {"sacrum": (1,)}, frozenset())
     negatives = learned_prompt.OrganNegatives([organ_case, bone_case], (8, 8, 8), "ribs", seed=0)
-    assert [c.case_id for c in negatives.cases] == ["a"], "a case without a labelled organ says nothing"
+    assert [c.case_id for c, _ in negatives.cases] == ["a"], "a case without a labelled organ says nothing"
     image, prompts, target = negatives.sample()
     assert image.shape == (1, 2, 8, 8, 8) and prompts == ["ribs"] and target.shape == (1, 1, 8, 8, 8)
     assert (target[0, 0][:4] == 0).all() and (target[0, 0][4:] == UNKNOWN).all()
+    with pytest.raises(ValueError, match="no case labels any of"):
+        learned_prompt.OrganNegatives([bone_case], (8, 8, 8), "ribs", seed=0)

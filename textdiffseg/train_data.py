@@ -266,16 +266,13 @@ class PromptedPatchSampler:
                 names[k] = self.rng.choice(sorted(exclusions))
         prompts = [self.vocabulary.sample_prompt(n, self.rng) if n in self.vocabulary.names else n for n in names]
         targets = torch.stack(
-            [
-                self._exclusion_target(label, exclusions[n]) if ex else cropped.target_mask(n)
-                for n, ex in zip(names, excluded)
-            ]
+            [exclusion_target(label, exclusions[n]) if ex else cropped.target_mask(n) for n, ex in zip(names, excluded)]
         )[:, None]
         jitter = 1.0 + 0.05 * (2 * self.rng.random() - 1)
         return (image * jitter)[None], prompts, targets
 
-    @staticmethod
-    def _exclusion_target(label: torch.Tensor, known_values: tuple[int, ...]) -> torch.Tensor:
-        """0 where the label holds one of ``known_values`` (known not to be the prompt), UNKNOWN elsewhere."""
-        known = torch.isin(label, torch.tensor(known_values, dtype=label.dtype))
-        return torch.where(known, 0.0, UNKNOWN)
+
+def exclusion_target(label: torch.Tensor, known_values: Sequence[int]) -> torch.Tensor:
+    """0 where the label holds one of ``known_values`` (known not to be the prompt), UNKNOWN elsewhere."""
+    known = torch.isin(label, torch.tensor(tuple(known_values), dtype=label.dtype))
+    return torch.where(known, 0.0, UNKNOWN)

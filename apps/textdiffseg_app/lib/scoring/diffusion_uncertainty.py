@@ -65,8 +65,6 @@ class DiffusionUncertaintyScoring(ScoringMethod):
             except InvalidInputError as err:
                 logger.warning("not scoring %s: %s", image_id, err)
                 continue
-            for warning in filter(None, (match.warning for match in prediction.matches or [])):
-                logger.warning("scoring %s: %s", image_id, warning)
             score = image_uncertainty(prediction.probability, prediction.uncertainty)
             datastore.update_image_info(image_id, {SCORE_KEY: score, SCORE_TS_KEY: time.time()})
             scores[image_id] = score
