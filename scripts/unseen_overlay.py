@@ -1,6 +1,7 @@
 """PNG of what checkpoints paint on a real CT whose organs nobody labelled (so no model trained on those organs).
 
-``python scripts/unseen_overlay.py OUT.png IMAGE NAME=CKPT [NAME=CKPT ...]``: one row per checkpoint, one column per
+``python scripts/unseen_overlay.py OUT.png IMAGE NAME=CKPT [NAME=CKPT ...]``: one row per checkpoint (``NAME=CKPT=raw``:
+without the served pipeline's post-processing, ``textdiffseg.postprocess``), one column per
 organ (liver, spleen, left and right kidney); each panel is the axial slice through the centre of that mask (of the
 middle slice when it is empty), the mask in red. There is no truth to score against: this is the look a radiologist
 would take. Used on ``slicer_chest`` of ``make realct`` (chest and upper abdomen; its label holds only lungs, ribs and
@@ -30,10 +31,10 @@ def main(out: str, image_path: str, models: list[str]) -> None:
     ct = np.clip((np.asarray(image[0]) + 200) / 500, 0, 1)
     rows = []
     for item in models:
-        name, ckpt = item.split("=", 1)
+        name, ckpt, *raw = item.split("=")
         model, encoder = load_for_inference(ckpt)
         with torch.inference_mode():
-            pred = Segmenter(model, encoder).predict(image, list(ORGANS))
+            pred = Segmenter(model, encoder, postprocess=raw != ["raw"]).predict(image, list(ORGANS))
         rows.append((name, np.asarray(pred.probability) > 0.5))
         for organ, mask in zip(ORGANS, rows[-1][1]):
             z = np.flatnonzero(mask.any((0, 1)))
@@ -58,5 +59,5 @@ def main(out: str, image_path: str, models: list[str]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) < 4:
-        raise SystemExit("usage: python scripts/unseen_overlay.py OUT.png IMAGE NAME=CKPT [NAME=CKPT ...]")
+        raise SystemExit("usage: python scripts/unseen_overlay.py OUT.png IMAGE NAME=CKPT[=raw] [NAME=CKPT[=raw] ...]")
     main(sys.argv[1], sys.argv[2], sys.argv[3:])

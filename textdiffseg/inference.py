@@ -44,6 +44,7 @@ from textdiffseg.postprocess import (
     LESION_ORGAN,
     PIECES,
     clean_probabilities,
+    diaphragm_ceiling,
     keep_main_pieces,
     region_organs,
 )
@@ -166,7 +167,8 @@ class WholeVolumePipeline:
         hu_window: HU range mapped to [0, 1] (clipped), or several ranges (one input channel each).
         max_voxels: refuse volumes larger than this at ``spacing``.
         postprocess: clean each prompt's mask by its anatomy (``textdiffseg.postprocess``: organs keep their main
-            pieces, lesions stay in their organ) before it is resampled to the input grid.
+            pieces, lesions stay in their organ, nothing from below the diaphragm at the level of the chest) before it
+            is resampled to the input grid.
         click_edits: how clicks edit a mask on the input grid (:mod:`textdiffseg.click_edit`); ``None``: no edits
             (clicks are then taken only by a model with a click branch).
     """
@@ -270,8 +272,9 @@ class WholeVolumePipeline:
         organ_masks: dict[str, np.ndarray] = {}
         if self.postprocess:
             organ_masks = self.segment_organs(volume, organs) if organs else {}
+            ceiling = diaphragm_ceiling(resampled[0].numpy(), self.spacing[2])
             with torch.inference_mode():  # the maps may be inference tensors, changed in place
-                notes = clean_probabilities(probability_maps, anatomy, organ_masks)
+                notes = clean_probabilities(probability_maps, anatomy, organ_masks, ceiling)
         # Back onto the input grid one map at a time, written in place: a 512x512x300 CT is 79 M voxels, so
         # resampling every map of every prompt at once would need gigabytes of transient memory.
         probability = np.empty((len(prompts), *original.shape[1:]), np.float32)
