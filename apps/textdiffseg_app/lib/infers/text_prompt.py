@@ -9,9 +9,10 @@ Request parameters (multipart ``params`` JSON; the clients show the ``config`` b
   ``uncertainty`` (true: per-prompt mean entropy in the result JSON and a voxelwise map saved as datastore label tag
   ``uncertainty``, see ``uncertainty_label``).
 * ``postprocess`` (true): each mask is cleaned by its anatomy before it is returned (``textdiffseg.postprocess``:
-  organs keep their main pieces and what touches them, lesions the pieces inside their organ: the one the request
-  names, else one the model segments for it, which adds ``"organ"`` to the lesion's ``passes`` and costs a pass of
-  its own); ``postprocessing`` in the answer lists what was removed. ``false``: the raw thresholded mask.
+  organs keep their main pieces and what touches them, nothing from below the diaphragm stays at the level of the
+  chest, lesions keep the pieces inside their organ: the one the request names, else one the model segments for it,
+  which adds ``"organ"`` to the lesion's ``passes`` and costs a pass of its own); ``postprocessing`` in the answer
+  lists what was removed. ``false``: the raw thresholded mask.
 * ``fine_pass`` (true): when the checkpoint holds a zoom-in fine stage, each prompt it was trained on is segmented
   again at 1.5 mm in-plane over the region the coarse pass found (lesions: their organ's region;
   ``textdiffseg.zoom_in``). Each prompt of the answer lists its ``passes`` (``["coarse"]`` or
