@@ -1,7 +1,9 @@
 """Accuracy at equal training time: TextDiffSeg, its three ablations and a MONAI SegResNet, on held-out phantoms.
 
-Run: ``python benchmarks/accuracy.py [--budget-s 150] [--json OUT]`` (45 minutes on 2 heavily shared CPU cores with
-the default budget; ``--budget-s 1800`` is the longer setting: about 2.5 hours plus evaluation).
+Run: ``python benchmarks/accuracy.py [--budget-s 150] [--marks K] [--json OUT] [--plot OUT.png]`` (45 minutes on 2
+heavily shared CPU cores with the default budget; ``--budget-s 1800`` is the longer setting: about 2.5 hours plus
+evaluation). ``--marks K`` also scores every method at K - 1 evenly spaced points of its budget (the training clock
+stops while it does): a learning curve, to see whether the budget was long enough for a method to stop improving.
 
 Every method trains from scratch on the same phantom training cases (seed 100), at the same working spacing and
 patch size (the TextDiffSeg preset's), one patch per optimisation step, for the same wall-clock budget; then
@@ -17,15 +19,22 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import DenseSegmenter, MultiLabelPatchSampler, make_segresnet, train_segresnet  # noqa: E402
+from baselines import (  # noqa: E402
+    DenseSegmenter,
+    MultiLabelPatchSampler,
+    TrainingClock,
+    make_segresnet,
+    train_segresnet,
+)
 
-from textdiffseg.config import ModelConfig  # noqa: E402
 from textdiffseg.data.folders import LabelledCase, load_folder  # noqa: E402
 from textdiffseg.data.phantom import PhantomConfig, write_dataset  # noqa: E402
 from textdiffseg.data.vocabulary import PromptVocabulary  # noqa: E402
@@ -53,21 +62,68 @@ def phantom_folder(out: Path, n: int, seed: int, spacing: float) -> list[Labelle
 
 
 def train_textdiffseg(
-    config: ModelConfig, encoder: TextEncoder, train_cases: list[LabelledCase], budget_s: float, lr: float, seed: int
-) -> tuple[TextDiffSeg, dict]:
-    """The ``textdiffseg.train_loop`` components (``Trainer``, ``PromptedPatchSampler``) for a wall-clock budget."""
-    torch.manual_seed(seed)
-    model = TextDiffSeg(config)
+    model: TextDiffSeg,
+    encoder: TextEncoder,
+    train_cases: list[LabelledCase],
+    clock: TrainingClock,
+    lr: float,
+    seed: int,
+) -> dict:
+    """Train ``model`` with the ``textdiffseg.train_loop`` components (``Trainer``, ``PromptedPatchSampler``) until
+    ``clock``'s budget is spent."""
     trainer = Trainer(model, encoder, lr=lr, seed=seed)
-    sampler = PromptedPatchSampler(prepare_cases(train_cases, config), PromptVocabulary.load(None), config.roi_size,
-                                   seed=seed)
-    start, window = time.perf_counter(), []
-    while time.perf_counter() - start < budget_s:
+    sampler = PromptedPatchSampler(prepare_cases(train_cases, model.config), PromptVocabulary.load(None),
+                                   model.config.roi_size, seed=seed)
+    window: list[dict] = []
+    while clock.running(trainer.state.step):
         window = [*window[-19:], trainer.step([sampler.sample()])]
     model.eval()
-    info = {"steps": trainer.state.step, "seconds": round(time.perf_counter() - start, 1),
+    return {"steps": trainer.state.step, "seconds": round(clock.elapsed(), 1),
             "final_loss": mean_terms(window).get("loss")}
-    return model, info
+
+
+def mean_dice(scores: dict[str, dict]) -> float:
+    """Mean Dice over the structures present in the test cases."""
+    return float(np.mean([s["dice"] for s in scores.values() if s["dice"] is not None]))
+
+
+class LearningCurve:
+    """Scores one method at the marks of its :class:`TrainingClock` (``segmenter()`` builds its predictor from the
+    model as it is at that moment)."""
+
+    def __init__(self, budget_s: float, marks: int, test_cases: list[LabelledCase]) -> None:
+        self.budget_s, self.marks, self.test_cases = budget_s, marks, test_cases
+        self.points: list[dict] = []
+
+    def clock(self, segmenter: Callable[[], object], model: torch.nn.Module) -> TrainingClock:
+        """A clock whose marks score ``segmenter()`` and leave ``model`` in training mode."""
+
+        def on_mark(steps: int) -> None:
+            model.eval()
+            self.add(steps, len(self.points) + 1, self.score(segmenter()))
+            model.train()
+
+        return TrainingClock(self.budget_s, self.marks, on_mark)
+
+    def score(self, segmenter: object) -> dict[str, dict]:
+        """Per-structure summaries of ``segmenter`` on the test cases."""
+        with torch.no_grad():
+            scores = evaluate_cases(segmenter, self.test_cases)  # type: ignore[arg-type]  # same predict() contract
+        return {k: v.summary() for k, v in sorted(scores.items())}
+
+    def add(self, steps: int, mark: int, scores: dict[str, dict]) -> None:
+        """Record the mean Dice at a mark."""
+        train_s = round(self.budget_s * mark / self.marks, 1)
+        self.points.append({"train_s": train_s, "steps": steps, "mean_dice": round(mean_dice(scores), 4)})
+
+    def finish(self, info: dict, segmenter: object, name: str) -> dict:
+        """The method's result after its budget: training info, final scores (the last point of the curve)."""
+        start = time.perf_counter()
+        scores = self.score(segmenter)
+        info["eval_seconds"] = round(time.perf_counter() - start, 1)
+        self.add(int(info["steps"]), self.marks, scores)
+        print(f"{name}: {info} curve {self.points}", file=sys.stderr, flush=True)
+        return {"train": info, "scores": scores, "curve": self.points}
 
 
 def run(a: argparse.Namespace) -> dict:
@@ -78,25 +134,26 @@ def run(a: argparse.Namespace) -> dict:
     encoder = TextEncoder(a.text_encoder)
     results: dict[str, dict] = {}
     for name, ablations in METHODS.items():
+        if name not in a.methods:
+            continue
         config = build_config(TrainOptions(data=a.data, out=a.data, preset=a.preset, ablations=ablations), encoder)
-        model, info = train_textdiffseg(config, encoder, train_cases, a.budget_s, a.lr, a.seed)
-        start = time.perf_counter()
-        scores = evaluate_cases(Segmenter(model, encoder), test_cases)
-        info["eval_seconds"] = round(time.perf_counter() - start, 1)
-        results[name] = {"train": info, "scores": {k: v.summary() for k, v in sorted(scores.items())}}
-        print(f"{name}: {info}", file=sys.stderr, flush=True)
+        torch.manual_seed(a.seed)
+        model = TextDiffSeg(config)
+        curve = LearningCurve(a.budget_s, a.marks, test_cases)
+        segmenter = partial(Segmenter, model, encoder)
+        info = train_textdiffseg(model, encoder, train_cases, curve.clock(segmenter, model), a.lr, a.seed)
+        results[name] = curve.finish(info, segmenter(), name)
+    if "segresnet" not in a.methods:
+        return results
     config = build_config(TrainOptions(data=a.data, out=a.data, preset=a.preset), encoder)
     structures = sorted(set().union(*(c.targets for c in train_cases)))
     torch.manual_seed(a.seed)
     net = make_segresnet(len(structures), a.segresnet_filters)
     sampler = MultiLabelPatchSampler(prepare_cases(train_cases, config), structures, config.roi_size, seed=a.seed)
-    info = train_segresnet(net, sampler, a.budget_s, lr=a.segresnet_lr)
-    segmenter = DenseSegmenter(net, structures, config.spacing, config.roi_size, config.hu_window)
-    start = time.perf_counter()
-    scores = evaluate_cases(segmenter, test_cases)  # type: ignore[arg-type]  # same predict() contract
-    info["eval_seconds"] = round(time.perf_counter() - start, 1)
-    results["segresnet"] = {"train": info, "scores": {k: v.summary() for k, v in sorted(scores.items())}}
-    print(f"segresnet: {info}", file=sys.stderr, flush=True)
+    dense = partial(DenseSegmenter, net, structures, config.spacing, config.roi_size, config.hu_window)
+    curve = LearningCurve(a.budget_s, a.marks, test_cases)
+    info = train_segresnet(net, sampler, a.budget_s, lr=a.segresnet_lr, clock=curve.clock(dense, net))
+    results["segresnet"] = curve.finish(info, dense(), "segresnet")
     return results
 
 
@@ -126,6 +183,36 @@ def format_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def format_curve(results: dict[str, dict]) -> str:
+    """Markdown: one row per mark (training seconds), one column per method, cells ``mean Dice (steps)``."""
+    methods = list(results)
+    lines = ["| training s | " + " | ".join(methods) + " |", "|---:|" + "---:|" * len(methods)]
+    for k, point in enumerate(results[methods[0]]["curve"]):
+        cells = [f"{results[m]['curve'][k]['mean_dice']:.3f} ({results[m]['curve'][k]['steps']})" for m in methods]
+        lines.append(f"| {point['train_s']:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curve(results: dict[str, dict], out: Path) -> None:
+    """PNG: mean Dice on the test phantoms against training seconds, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, result in results.items():
+        ax.plot([0] + [p["train_s"] for p in result["curve"]], [0] + [p["mean_dice"] for p in result["curve"]],
+                marker="o", label=method)
+    ax.set_xlabel("training seconds (2 CPU cores)")
+    ax.set_ylabel("mean Dice, held-out phantoms")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """CLI flags."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -142,8 +229,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny preset, 1 + 1 cases, 6 mm, 3 s budgets")
+    p.add_argument("--methods", nargs="+", default=[*METHODS, "segresnet"], choices=[*METHODS, "segresnet"],
+                   help="which methods to train (all)")
+    p.add_argument("--marks", type=int, default=1, help="score each method at this many points of its budget (1)")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--plot", type=Path, help="write the learning curves (mean Dice per mark) as a PNG here")
     a = p.parse_args(argv)
+    if a.marks < 1:
+        p.error("--marks must be 1 or more")
     if a.quick:
         a.budget_s, a.train_cases, a.test_cases, a.phantom_spacing, a.preset = 3.0, 1, 1, 6.0, "tiny"
         a.segresnet_filters = 8
@@ -164,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "seconds": round(time.perf_counter() - started, 1), "budget_s": a.budget_s, "preset": a.preset,
         "train_cases": a.train_cases, "test_cases": a.test_cases, "phantom_spacing_mm": a.phantom_spacing,
+        "marks": a.marks,
     }
     print(
         f"{machine['cpu_cores']} CPU cores, torch threads {machine['torch_threads']}, load average before "
@@ -172,6 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{a.phantom_spacing:g} mm; {machine['seconds']} s in all. Cells: Dice / HD95 (mm), structures present only."
     )
     print(format_table(results))
+    if a.marks > 1:
+        print("\nLearning curves (mean Dice over the structures present, steps in brackets):\n")
+        print(format_curve(results))
+    if a.plot:
+        plot_curve(results, a.plot)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"machine": machine, "results": results}, indent=1))

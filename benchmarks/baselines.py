@@ -215,19 +215,49 @@ class MultiLabelPatchSampler:
         return (image * jitter)[None], torch.stack(targets)[None]
 
 
+class TrainingClock:
+    """A wall-clock training budget with evaluation marks: ``marks`` evenly spaced points of the budget, the last
+    being its end. At each earlier point :meth:`running` calls ``on_mark(steps)`` (a learning curve), and the clock
+    stops while it runs, so every method gets the same training time whatever its evaluation costs."""
+
+    def __init__(self, budget_s: float, marks: int = 1, on_mark: Callable[[int], None] | None = None) -> None:
+        self.budget_s = budget_s
+        self._points = [budget_s * k / marks for k in range(1, marks)]
+        self._on_mark = on_mark
+        self._start = time.perf_counter()
+        self._paused = 0.0
+
+    def elapsed(self) -> float:
+        """Training seconds so far (evaluations not counted)."""
+        return time.perf_counter() - self._start - self._paused
+
+    def running(self, steps: int) -> bool:
+        """Call before each step: runs the evaluation of any mark that is due; False once the budget is spent."""
+        while self._points and self.elapsed() >= self._points[0]:
+            self._points.pop(0)
+            if self._on_mark is not None:
+                before = time.perf_counter()
+                self._on_mark(steps)
+                self._paused += time.perf_counter() - before
+        return self.elapsed() < self.budget_s
+
+
 def train_segresnet(
     net: nn.Module,
     sampler: MultiLabelPatchSampler,
     budget_s: float,
     lr: float = 2e-3,
     max_steps: int | None = None,
+    clock: TrainingClock | None = None,
 ) -> dict[str, float]:
-    """Train with Dice + BCE (MONAI ``DiceCELoss``, sigmoid) for ``budget_s`` wall-clock seconds, one patch a step."""
+    """Train with Dice + BCE (MONAI ``DiceCELoss``, sigmoid) for ``budget_s`` wall-clock seconds, one patch a step
+    (``clock``: the same budget with evaluation marks; its ``on_mark`` must leave the net in training mode)."""
     loss_fn = DiceCELoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-5)
     net.train()
-    start, steps, recent = time.perf_counter(), 0, []
-    while time.perf_counter() - start < budget_s and (max_steps is None or steps < max_steps):
+    clock = clock or TrainingClock(budget_s)
+    steps, recent = 0, []
+    while clock.running(steps) and (max_steps is None or steps < max_steps):
         image, targets = sampler.sample()
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(net(image), targets)
@@ -237,4 +267,4 @@ def train_segresnet(
         steps += 1
         recent = [*recent[-19:], float(loss.detach())]
     net.eval()
-    return {"steps": steps, "seconds": round(time.perf_counter() - start, 1), "final_loss": float(np.mean(recent))}
+    return {"steps": steps, "seconds": round(clock.elapsed(), 1), "final_loss": float(np.mean(recent))}

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from textdiffseg.checkpoint import save_checkpoint
 from textdiffseg.config import tiny_config
+from textdiffseg.data.folders import load_folder
+from textdiffseg.data.vocabulary import PromptVocabulary
 from textdiffseg.losses import UNKNOWN
 from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.train_data import PreparedCase
@@ -18,6 +24,7 @@ from textdiffseg.train_data import PreparedCase
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import accuracy  # noqa: E402
+import independent_phantoms  # noqa: E402
 import latency  # noqa: E402
 import learned_prompt  # noqa: E402
 
@@ -64,6 +71,34 @@ def test_accuracy_table_has_a_column_per_method_and_a_mean_row() -> None:
     assert table[-1] == "| training steps | 3 | 3 |"
 
 
+def test_training_clock_scores_at_its_marks_and_stops_while_it_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    import baselines
+
+    now = [0.0]
+    monkeypatch.setattr(baselines.time, "perf_counter", lambda: now[0])
+    seen: list[tuple[int, float]] = []
+
+    def evaluate(steps: int) -> None:
+        seen.append((steps, clock.elapsed()))
+        now[0] += 50.0  # a slow evaluation: not training time
+
+    clock = baselines.TrainingClock(budget_s=12.0, marks=4, on_mark=evaluate)
+    steps = 0
+    while clock.running(steps):
+        now[0] += 1.0  # one training step of 1 s
+        steps += 1
+    assert [s for s, _ in seen] == [3, 6, 9], "marks at 3, 6 and 9 s of the 12 s budget; the last is the caller's"
+    assert steps == 12 and clock.elapsed() == 12.0, "the evaluations' 150 s did not count against the budget"
+
+
+def test_accuracy_learning_curve_table_has_a_row_per_mark() -> None:
+    curve = [{"train_s": 60.0, "steps": 10, "mean_dice": 0.1}, {"train_s": 120.0, "steps": 21, "mean_dice": 0.25}]
+    results = {m: {"train": {"steps": 21}, "scores": {}, "curve": curve} for m in ("textdiffseg", "segresnet")}
+    table = accuracy.format_curve(results).splitlines()
+    assert table[0] == "| training s | textdiffseg | segresnet |"
+    assert table[2:] == ["| 60 | 0.100 (10) | 0.100 (10) |", "| 120 | 0.250 (21) | 0.250 (21) |"]
+
+
 def test_clicks_benchmark_scores_the_served_click_path(coarse_phantom_dir: Path, tmp_path: Path) -> None:
     import clicks
 
@@ -90,3 +125,140 @@ def test_organ_negatives_say_not_it_only_on_labelled_organs() -> None:
     assert (target[0, 0][:4] == 0).all() and (target[0, 0][4:] == UNKNOWN).all()
     with pytest.raises(ValueError, match="no case labels any of"):
         learned_prompt.OrganNegatives([bone_case], (8, 8, 8), "ribs", seed=0)
+
+
+# --- independent phantoms (benchmarks/independent_phantoms.py): small grids keep these fast -----------------------
+
+INDEP_GRID = ["--max-inplane", "64", "--max-slices", "48", "--coverage", "full"]
+INDEP_VOLUME_ML = {  # plausible adult ranges, with margin for the 6-10 mm test voxels
+    "liver": (600, 2800),
+    "spleen": (50, 350),
+    "left kidney": (50, 260),
+    "right kidney": (50, 260),
+    "pancreas": (25, 150),
+    "stomach": (50, 700),
+    "gallbladder": (5, 100),
+    "aorta": (30, 250),
+    "inferior vena cava": (25, 250),
+    "urinary bladder": (40, 600),
+    "colon": (250, 2000),
+}
+
+
+@pytest.fixture(scope="module")
+def indep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two small independent phantoms (seed 5) written by the CLI into an existing, empty folder."""
+    out = tmp_path_factory.mktemp("indep")
+    assert independent_phantoms.main(["--out", str(out), "--cases", "2", "--seed", "5", *INDEP_GRID]) == 0
+    return out
+
+
+def _world_centroid(label: np.ndarray, affine: np.ndarray, value: int) -> np.ndarray:
+    ijk = np.argwhere(label == value).mean(axis=0)
+    return affine[:3, :3] @ ijk + affine[:3, 3]
+
+
+def test_independent_phantoms_load_with_every_structure_at_a_plausible_volume(indep_dir: Path) -> None:
+    cases = load_folder(indep_dir)
+    assert [c.case_id for c in cases] == ["abd_000", "abd_001"]
+    vocabulary = {e.name for e in PromptVocabulary.load().entries}
+    for case in cases:
+        assert set(case.targets) == {*INDEP_VOLUME_ML, "kidney"} and set(case.targets) <= vocabulary
+        assert case.targets["kidney"] == case.targets["left kidney"] + case.targets["right kidney"]
+        image, label_img = nib.load(case.image), nib.load(case.label)
+        assert image.get_data_dtype() == np.int16 and label_img.get_data_dtype() == np.uint8
+        assert image.shape == label_img.shape and np.allclose(image.affine, label_img.affine)
+        assert nib.aff2axcodes(image.affine) == ("R", "A", "S")
+        label = np.asarray(label_img.dataobj)
+        assert set(np.unique(label).tolist()) == set(range(12))  # background + 11 structures, one value a voxel
+        voxel_ml = abs(np.linalg.det(label_img.affine[:3, :3])) / 1000.0
+        for name, (lo, hi) in INDEP_VOLUME_ML.items():
+            (value,) = case.targets[name]
+            ml = float((label == value).sum()) * voxel_ml
+            assert lo <= ml <= hi, (case.case_id, name, round(ml))
+
+
+def test_independent_phantoms_put_organs_on_the_patients_correct_side(indep_dir: Path) -> None:
+    # nibabel's world space is RAS+: ornt2axcodes labels the (negative, positive) ends of x as ('L', 'R'), so
+    # world x grows toward the patient's Right; y toward Anterior, z toward Superior.
+    for case in load_folder(indep_dir):
+        img = nib.load(case.label)
+        label = np.asarray(img.dataobj)
+        at = {name: _world_centroid(label, img.affine, values[0]) for name, values in case.targets.items()}
+        for right in ("liver", "right kidney", "gallbladder", "inferior vena cava"):
+            for left in ("spleen", "left kidney", "stomach", "aorta"):
+                assert at[right][0] > at[left][0], (case.case_id, right, left)
+        assert at["right kidney"][2] < at["left kidney"][2], "the right kidney sits lower"
+        assert at["spleen"][1] < at["stomach"][1], "the spleen is posterior to the stomach"
+        assert at["urinary bladder"][2] < min(at[n][2] for n in INDEP_VOLUME_ML if n != "urinary bladder")
+        assert at["liver"][2] > at["right kidney"][2] and at["gallbladder"][1] > at["right kidney"][1]
+
+
+def test_independent_phantom_hu_per_tissue_and_contrast_phase() -> None:
+    ip = independent_phantoms
+    cases = {phase: ip.make_case(11, 0, 64, 48, "full", phase) for phase in ip.PHASES}
+    liver_hu, aorta_hu = {}, {}
+    for phase, case in cases.items():
+        assert case.meta["phase"] == phase
+        fat = case.hu[case.tissue == ip.FAT]
+        bone = case.hu[case.tissue == ip.BONE]
+        assert -130.0 < fat.mean() < -70.0, (phase, fat.mean())
+        assert 150.0 < bone.mean() < 900.0 and np.percentile(bone, 95) > 400.0, (phase, bone.mean())
+        assert np.median(case.hu[case.tissue == ip.OUTSIDE]) < -900.0
+        liver_hu[phase] = float(case.hu[case.label == ip.STRUCTURES["liver"]].mean())
+        aorta_hu[phase] = float(case.hu[case.label == ip.STRUCTURES["aorta"]].mean())
+        # no organ floats outside the body: every labelled voxel lies inside the skin, below the fat and wall
+        body = (case.tissue != ip.OUTSIDE) & (case.tissue != ip.TABLE)
+        depth = ndimage.distance_transform_edt(body, sampling=np.abs(np.diag(case.affine)[:3]))
+        assert depth[case.label > 0].min() >= 4.0, phase
+    assert 40.0 < liver_hu["non-contrast"] < 75.0 < liver_hu["portal-venous"] < 140.0, liver_hu
+    assert liver_hu["non-contrast"] < liver_hu["arterial"] < liver_hu["portal-venous"], liver_hu
+    assert aorta_hu["arterial"] > 200.0 and aorta_hu["arterial"] > aorta_hu["portal-venous"] > aorta_hu["non-contrast"]
+    with pytest.raises(ValueError, match="unknown phase"):
+        ip.make_case(11, 0, 32, 16, "full", "delayed")
+
+
+def test_independent_phantoms_are_reproducible_per_seed_and_differ_between_seeds(indep_dir: Path) -> None:
+    again = independent_phantoms.make_case(5, 1, 64, 48, "full")
+    image = nib.load(indep_dir / "imagesTr" / "abd_001.nii.gz")
+    assert np.array_equal(np.asarray(image.dataobj), again.hu)
+    assert np.array_equal(np.asarray(nib.load(indep_dir / "labelsTr" / "abd_001.nii.gz").dataobj), again.label)
+    assert np.allclose(image.affine, again.affine)
+    other = independent_phantoms.make_case(6, 1, 64, 48, "full")
+    assert not np.allclose(other.affine, again.affine)  # another patient size, so another field of view
+    liver = independent_phantoms.STRUCTURES["liver"]
+    volumes = [(c.label == liver).sum() * abs(np.linalg.det(c.affine[:3, :3])) for c in (again, other)]
+    assert abs(volumes[0] - volumes[1]) > 0.01 * volumes[0]
+
+
+def test_independent_phantoms_refuse_a_non_empty_out_with_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    script = Path(independent_phantoms.__file__)
+    argv = ["--out", str(out), "--cases", "1", "--max-inplane", "32", "--max-slices", "16"]
+    run = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert run.stderr.strip().count("\n") == 0 and "is not an empty folder" in run.stderr, run.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"], "no temporary folder left behind"
+    with pytest.raises(SystemExit, match="refusing to overwrite"):  # a file where the folder should go
+        independent_phantoms.main(["--out", str(out / "keep.txt"), "--cases", "1"])
+
+
+def test_independent_phantoms_leave_nothing_behind_when_a_case_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = independent_phantoms.make_case
+    made: list[int] = []
+
+    def second_fails(*args: object, **kwargs: object) -> independent_phantoms.Case:
+        if made:
+            raise RuntimeError("generation failed")
+        made.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(independent_phantoms, "make_case", second_fails)
+    with pytest.raises(RuntimeError, match="generation failed"):
+        independent_phantoms.write_dataset(tmp_path / "out", 2, 1, 32, 16, "full")
+    assert made and list(tmp_path.iterdir()) == []
