@@ -38,7 +38,7 @@ from baselines import (  # noqa: E402
 from textdiffseg.data.folders import LabelledCase, load_folder  # noqa: E402
 from textdiffseg.data.phantom import PhantomConfig, write_dataset  # noqa: E402
 from textdiffseg.data.vocabulary import PromptVocabulary  # noqa: E402
-from textdiffseg.evaluate import evaluate_cases  # noqa: E402
+from textdiffseg.evaluate import score_cases  # noqa: E402
 from textdiffseg.inference import Segmenter  # noqa: E402
 from textdiffseg.networks.model import TextDiffSeg  # noqa: E402
 from textdiffseg.text.encoder import TextEncoder  # noqa: E402
@@ -108,8 +108,7 @@ class LearningCurve:
     def score(self, segmenter: object) -> dict[str, dict]:
         """Per-structure summaries of ``segmenter`` on the test cases."""
         with torch.no_grad():
-            scores = evaluate_cases(segmenter, self.test_cases)  # type: ignore[arg-type]  # same predict() contract
-        return {k: v.summary() for k, v in sorted(scores.items())}
+            return score_cases(segmenter, self.test_cases)  # type: ignore[arg-type]  # same predict() contract
 
     def add(self, steps: int, mark: int, scores: dict[str, dict]) -> None:
         """Record the mean Dice at a mark."""

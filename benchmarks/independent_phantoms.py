@@ -502,6 +502,12 @@ class Builder:
         f = np.min([np.broadcast_to(superquadric(coords, **b), box.shape) for b in blobs], axis=0)
         return box, (f + self.perturb(box, amp)) if amp else f
 
+    def paint_tube(self, points: Sequence[Sequence[float]], radii: Sequence[float], value: float) -> None:
+        """Paint a solid :meth:`tube` (a vessel) with ``value``; nothing if it misses the volume."""
+        t = self.tube(points, radii)
+        if t:
+            self.canvas.paint(t.box, t.q < 1.0, value)
+
     def tube(
         self, points: Sequence[Sequence[float]], radii: Sequence[float], scale: Sequence[float] = (1, 1, 1)
     ) -> Tube | None:
@@ -763,14 +769,11 @@ class Builder:
                 (side * 0.56 * A, 0.48 * an.B, zp + 18),
             ]
             for pts, rad, key in ((art, [7.0, 6.0, 5.0, 4.5], "artery"), (vein, [8.0, 7.0, 6.5, 6.0], "vein_systemic")):
-                t = self.tube(pts, [r * s for r in rad])
-                if t:
-                    box, q = t.box, t.q
-                    c.paint(box, q < 1.0, hu[key])
+                self.paint_tube(pts, [r * s for r in rad], hu[key])
 
     def paint_portal_system(self) -> None:
         """Portal vein (to the porta hepatis), splenic vein, SMV and SMA: unlabelled, posterior to the pancreas."""
-        an, c, hu = self.an, self.canvas, self.hu
+        an, hu = self.an, self.hu
         A, hl, s, sy = an.A, an.hl, an.size, an.spine_y
         conf = (6.0, float(sy(-1.0 * hl)) + 47, -1.0 * hl)
         an.extra["portal_confluence"] = conf  # type: ignore[assignment]
@@ -806,10 +809,7 @@ class Builder:
             ),
         ]
         for pts, rad, key in vessels:
-            t = self.tube(pts, rad)
-            if t:
-                box, q = t.box, t.q
-                c.paint(box, q < 1.0, hu[key])
+            self.paint_tube(pts, rad, hu[key])
 
     def paint_muscles_deep(self) -> None:
         """Psoas (into iliopsoas), quadratus lumborum and the paraspinal muscles."""
@@ -912,10 +912,7 @@ class Builder:
                 ),
                 ([hilum_pt + (0, -6, 3), (-9.0, float(an.spine_y(zc)) + 28, zc + 12)], [3.0, 3.2], "artery"),
             ):
-                t = self.tube(pts, rad)
-                if t:
-                    tb, q = t.box, t.q
-                    c.paint(tb, q < 1.0, hu[key])
+                self.paint_tube(pts, rad, hu[key])
 
     def paint_gallbladder(self) -> None:
         """Pear-shaped gallbladder under the liver: neck postero-superior, fundus antero-inferior."""

@@ -41,6 +41,7 @@ from textdiffseg.intensity import HUWindows
 from textdiffseg.label_fusion import check_label_values, label_map_from_probabilities
 from textdiffseg.networks.model import Condition, TextDiffSeg
 from textdiffseg.postprocess import (
+    BELOW_DIAPHRAGM,
     LESION_ORGAN,
     PIECES,
     clean_probabilities,
@@ -272,7 +273,8 @@ class WholeVolumePipeline:
         organ_masks: dict[str, np.ndarray] = {}
         if self.postprocess:
             organ_masks = self.segment_organs(volume, organs) if organs else {}
-            ceiling = diaphragm_ceiling(resampled[0].numpy(), self.spacing[2])
+            gated = BELOW_DIAPHRAGM.intersection(anatomy)  # lesions' region organs are below it too
+            ceiling = diaphragm_ceiling(resampled[0].numpy(), self.spacing[2]) if gated else None
             with torch.inference_mode():  # the maps may be inference tensors, changed in place
                 notes = clean_probabilities(probability_maps, anatomy, organ_masks, ceiling)
         # Back onto the input grid one map at a time, written in place: a 512x512x300 CT is 79 M voxels, so
