@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 pacs pacs-stop bench-accuracy bench-independent bench-latency bench-clicks realct
+.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 tissue-continue pacs pacs-stop bench-accuracy bench-independent bench-latency bench-clicks realct
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -173,6 +173,19 @@ medium-continue: install realct
 medium-continue-2: install realct
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.4 --max-minutes 44 --seed 54 \
 		--init-from runs/medium2/run/model.pt --out runs/medium3/run
+
+# Issue 12, tissue looks (README "Tissue looks"): the shipped model continued on the same mix with half the patches
+# given another scan's tissue look (textdiffseg/tissue_augment.py: per-structure HU, non-contrast, arterial or late
+# enhancement, little fat), on 2 CPU cores. Writes runs/tissue/run/model.pt; scored by `make bench-independent` with
+# INDEP_CKPT and by `python -m textdiffseg.evaluate` on runs/gen's evaluation folders.
+TISSUE_MINUTES ?= 75
+TISSUE_FROM := 3d11e10
+tissue-continue: install realct
+	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_wide --n 24 --seed 200 --spacing 2.5 2.5 2.5 --randomise wide --quiet
+	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_default --n 12 --seed 100 --spacing 2.5 2.5 2.5 --quiet
+	mkdir -p runs/tissue && git show $(TISSUE_FROM):$(DEMO_CKPT) > runs/tissue/init.pt
+	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.4 --tissue-prob 0.5 \
+		--max-minutes $(TISSUE_MINUTES) --seed 55 --init-from runs/tissue/init.pt --out runs/tissue/run
 
 clean-data:
 	rm -rf $(DATA)

@@ -9,6 +9,9 @@ Optionally (``scan_range_prob``) the scan ends inside the patch: air beyond a ra
 so that a model does not need the whole abdomen in view to find an organ (a chest CT that stops in the upper
 abdomen).
 
+Optionally (``tissue_prob``) the patch takes another scan's tissue look (``textdiffseg.tissue_augment``: per-structure
+HU, non-contrast, arterial or late enhancement, little fat), so that the model does not learn one contrast.
+
 The HU-level transforms run before windowing (so an HU shift moves every window consistently); the gamma change runs
 on the windowed [0, 1] channels.
 """
@@ -31,6 +34,7 @@ from monai.transforms import (
 )
 
 from textdiffseg.intensity import HUWindows, plain_tensor
+from textdiffseg.tissue_augment import TissueIntensityAugmenter
 
 MAX_ROTATION_RAD = 0.2  # about 11 degrees about each axis
 MAX_SCALE = 0.15  # +-15 % zoom
@@ -45,9 +49,13 @@ class PatchAugmenter:
         seed: seeds every random transform (same seed = same augmentations).
         scan_range_prob: share of patches whose scan ends inside them (:meth:`_end_scan`); 0 (the default) draws
             exactly what the augmenter drew before the option existed.
+        tissue_prob: share of patches given another scan's tissue look (:class:`TissueIntensityAugmenter`); 0 (the
+            default) leaves the other draws as they were.
     """
 
-    def __init__(self, windows: Sequence[Sequence[float]], seed: int = 0, scan_range_prob: float = 0.0) -> None:
+    def __init__(
+        self, windows: Sequence[Sequence[float]], seed: int = 0, scan_range_prob: float = 0.0, tissue_prob: float = 0.0
+    ) -> None:
         self.window = HUWindows(windows)
         keys = ("hu", "label")
         self.spatial = Compose(
@@ -78,6 +86,7 @@ class PatchAugmenter:
         if not 0.0 <= scan_range_prob <= 1.0:
             raise ValueError("scan_range_prob must be between 0 and 1")
         self.scan_range_prob = scan_range_prob
+        self.tissue = TissueIntensityAugmenter(tissue_prob) if tissue_prob else None
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
@@ -85,6 +94,8 @@ class PatchAugmenter:
         self.spatial.set_random_state(seed=seed)
         self.contrast.set_random_state(seed=seed + 1)
         self.scan_range_rng = np.random.default_rng(seed + 2)
+        if self.tissue is not None:
+            self.tissue.reseed(seed + 3)
 
     def _end_scan(self, hu: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """With ``scan_range_prob``: the scan ends inside the patch, above or below (air beyond, nothing labelled),
@@ -104,6 +115,8 @@ class PatchAugmenter:
     def __call__(self, hu: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         data = self.spatial({"hu": hu.float(), "label": label[None].float()})
         data["hu"], data["label"] = self._end_scan(plain_tensor(data["hu"]), plain_tensor(data["label"]))
+        if self.tissue is not None:
+            data["hu"] = self.tissue(data["hu"], data["label"].round())
         image = self.window(data["hu"])
         image = plain_tensor(self.contrast({"image": image})["image"]).clamp(0.0, 1.0)
         out_label = plain_tensor(data["label"])[0].round().to(label.dtype)

@@ -86,6 +86,8 @@ def options_to_argv(opts: TrainOptions) -> list[str]:
         argv += ["--exclusion-fraction", repr(opts.exclusion_fraction)]
     if opts.scan_range_prob:
         argv += ["--scan-range-prob", repr(opts.scan_range_prob)]
+    if opts.tissue_prob:
+        argv += ["--tissue-prob", repr(opts.tissue_prob)]
     if opts.forget_untrained:
         argv.append("--forget-untrained")
     return argv

@@ -132,6 +132,13 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         "so organs are found without the whole abdomen in view (default 0)",
     )
     p.add_argument(
+        "--tissue-prob",
+        type=float,
+        default=0.0,
+        help="with --augment: share of patches given another scan's tissue look (per-structure HU, non-contrast, "
+        "arterial or late enhancement, little fat; textdiffseg.tissue_augment), default 0",
+    )
+    p.add_argument(
         "--forget-untrained",
         action="store_true",
         help="the checkpoint records only the structures this run trains, not those its --init-from model knew "
@@ -168,6 +175,8 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         p.error("--click-fraction must be between 0 and 1")
     if not 0.0 <= a.scan_range_prob <= 1.0:
         p.error("--scan-range-prob must be between 0 and 1")
+    if not 0.0 <= a.tissue_prob <= 1.0:
+        p.error("--tissue-prob must be between 0 and 1")
     if not 0.0 <= a.exclusion_fraction <= 1.0:
         p.error("--exclusion-fraction must be between 0 and 1")
     if not 0.0 <= a.prior_miss_rate <= 1.0:
@@ -196,6 +205,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         forget_untrained=a.forget_untrained,
         exclusion_fraction=a.exclusion_fraction,
         scan_range_prob=a.scan_range_prob,
+        tissue_prob=a.tissue_prob,
         ablations=tuple(a.ablation),
         init_from=a.init_from,
         resume=a.resume,

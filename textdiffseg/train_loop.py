@@ -63,6 +63,7 @@ class TrainOptions:
     forget_untrained: bool = False  # record only this run's structures, not those the --init-from model knew
     exclusion_fraction: float = 0.0  # share of prompts for structures a case does not annotate (partial labels)
     scan_range_prob: float = 0.0  # with augment: share of patches whose scan ends inside them (air beyond)
+    tissue_prob: float = 0.0  # with augment: share of patches given another scan's tissue look (tissue_augment)
     ablations: tuple[str, ...] = ()
     init_from: Path | None = None
     resume: bool = False
@@ -232,6 +233,7 @@ def run_training(
             model.config.input_windows,
             seed=opts.seed * 1000 + first_step + 1,
             scan_range_prob=opts.scan_range_prob,
+            tissue_prob=opts.tissue_prob,
         )
         if opts.augment
         else None,
