@@ -109,3 +109,16 @@ def test_patch_augmenter_changes_the_image_not_the_label_and_keeps_its_other_dra
         assert torch.equal(label_a, label_b), "the spatial draws and the label are the same with or without looks"
         differs += int(not torch.equal(image_a, image_b))
     assert differs >= 5
+
+
+def test_tissue_prob_flag_round_trips_through_the_distributed_launcher() -> None:
+    from pathlib import Path
+
+    from textdiffseg import train
+    from textdiffseg.launch import options_to_argv
+    from textdiffseg.train_loop import TrainOptions
+
+    opts = TrainOptions(data=Path("/a"), out=Path("/o"), augment=True, tissue_prob=0.5)
+    assert train.parse_args(options_to_argv(opts)) == opts
+    with pytest.raises(SystemExit):
+        train.parse_args(["--data", "/a", "--out", "/o", "--tissue-prob", "2"])
