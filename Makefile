@@ -176,8 +176,8 @@ medium-continue-2: install realct
 
 # Issue 12, tissue looks (README "Tissue looks"): the shipped model continued on the same mix with half the patches
 # given another scan's tissue look (textdiffseg/tissue_augment.py: per-structure HU, non-contrast, arterial or late
-# enhancement, little fat), on 2 CPU cores. Writes runs/tissue/run/model.pt; scored by `make bench-independent` with
-# INDEP_CKPT and by `python -m textdiffseg.evaluate` on runs/gen's evaluation folders.
+# enhancement, little fat), on 2 CPU cores. Writes runs/tissue/run/model.pt, scored by `python -m textdiffseg.evaluate`
+# on each evaluation folder and `scripts/compare_evals.py`; measured and not shipped (README says why).
 TISSUE_MINUTES ?= 75
 TISSUE_FROM := 3d11e10
 tissue-continue: install realct
