@@ -183,6 +183,8 @@ TISSUE_FROM := 3d11e10
 tissue-continue: install realct
 	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_wide --n 24 --seed 200 --spacing 2.5 2.5 2.5 --randomise wide --quiet
 	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_default --n 12 --seed 100 --spacing 2.5 2.5 2.5 --quiet
+	$(PY) scripts/gpu_recipe/resample_cases.py --data $(REALCT) --out .devdata/realct --spacing 2.5 --drop aorta \
+		--alone ts_abdomen
 	mkdir -p runs/tissue && git show $(TISSUE_FROM):$(DEMO_CKPT) > runs/tissue/init.pt
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.4 --tissue-prob 0.5 \
 		--max-minutes $(TISSUE_MINUTES) --seed 55 --init-from runs/tissue/init.pt --out runs/tissue/run
