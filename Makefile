@@ -142,6 +142,19 @@ real-checkpoint: install realct
 		--exclusion-fraction 0.5 --scan-range-prob 0.4 --steps 100000 --max-minutes 38 --seed 43 \
 		--init-from runs/real/b/model.pt --out runs/real/c
 
+# The real cases at 2.5 mm and the case lists the medium recipes train on (also written by gpu-recipe-upload).
+REAL_25 := .devdata/realct/eval_ts_abdomen.json
+$(REAL_25): | realct
+	$(PY) scripts/gpu_recipe/resample_cases.py --data $(REALCT) --out .devdata/realct --spacing 2.5 --drop aorta \
+		--alone ts_abdomen
+
+# The training phantoms of the medium recipes (gen-checkpoint writes the same two series).
+GEN_PHANTOMS := $(GEN)/phantom_wide/dataset.json $(GEN)/phantom_default/dataset.json
+$(GEN)/phantom_wide/dataset.json: | install
+	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_wide --n 24 --seed 200 --spacing 2.5 2.5 2.5 --randomise wide --quiet
+$(GEN)/phantom_default/dataset.json: | install
+	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_default --n 12 --seed 100 --spacing 2.5 2.5 2.5 --quiet
+
 # The medium model's CPU recipe: the GPU mix (wide phantoms 1 : demo phantoms 0.5 : real abdomen 3 : chest CTs 1.5),
 # one patch a step; each stage below adds its learning rate, time, seed and starting weights.
 MEDIUM_RECIPE := --data $(GEN)/phantom_wide --data $(GEN)/phantom_default \
@@ -156,13 +169,13 @@ MEDIUM_RECIPE := --data $(GEN)/phantom_wide --data $(GEN)/phantom_default \
 # 4.5` on the same machine; weights in runs/device/cap), then this CPU segment on 2 cores (60 min): the GPU mix at a
 # fifth of its learning rate (one patch a step here, eight there). A first try at 7e-4 with half the prompts
 # partial-label ones lost spleen, stomach, pancreas and bladder by step 2,000.
-medium-checkpoint: install realct
+medium-checkpoint: install realct $(REAL_25) $(GEN_PHANTOMS)
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 2e-4 --max-minutes 60 --seed 52 \
 		--init-from runs/device/cap/cap_medium2.pt --out runs/medium/c
 
 # Step 4 of README's recipe: runs/medium/c continued for 62 min (1,851 steps on the 2-core box), lr 1.5e-4 and more
 # absent-structure prompts (--negative-fraction 0.35: fewer tumours painted where there are none).
-medium-continue: install realct
+medium-continue: install realct $(REAL_25) $(GEN_PHANTOMS)
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.35 --max-minutes 62 --seed 53 \
 		--init-from runs/medium/c/model.pt --out runs/medium2/run
 
@@ -170,7 +183,7 @@ medium-continue: install realct
 # 40 % absent-structure prompts. The shipped checkpoint (step 6) is this one continued for 7 min on one H200 (861 steps
 # of 8 patches, lr 3e-4): `make gpu-recipe-upload`, then on the device `bash scripts/gpu_recipe/medium_gpu_round.sh 7`
 # (carry .devdata and .whl); its ship_gpu.pt.
-medium-continue-2: install realct
+medium-continue-2: install realct $(REAL_25) $(GEN_PHANTOMS)
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.4 --max-minutes 44 --seed 54 \
 		--init-from runs/medium2/run/model.pt --out runs/medium3/run
 
@@ -180,11 +193,7 @@ medium-continue-2: install realct
 # on each evaluation folder and `scripts/compare_evals.py`; measured and not shipped (README says why).
 TISSUE_MINUTES ?= 75
 TISSUE_FROM := 3d11e10
-tissue-continue: install realct
-	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_wide --n 24 --seed 200 --spacing 2.5 2.5 2.5 --randomise wide --quiet
-	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_default --n 12 --seed 100 --spacing 2.5 2.5 2.5 --quiet
-	$(PY) scripts/gpu_recipe/resample_cases.py --data $(REALCT) --out .devdata/realct --spacing 2.5 --drop aorta \
-		--alone ts_abdomen
+tissue-continue: install realct $(REAL_25) $(GEN_PHANTOMS)
 	mkdir -p runs/tissue && git show $(TISSUE_FROM):$(DEMO_CKPT) > runs/tissue/init.pt
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.4 --tissue-prob 0.5 \
 		--max-minutes $(TISSUE_MINUTES) --seed 55 --init-from runs/tissue/init.pt --out runs/tissue/run
