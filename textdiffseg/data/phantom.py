@@ -25,6 +25,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from textdiffseg.data.label_maps import PHANTOM_LABEL_NAMES
+from textdiffseg.data.phantom_anatomy import vary_layout
 from textdiffseg.data.phantom_shapes import Blob, Box, Tube, VoxelGrid
 
 LABEL_VALUE = {name: value for value, name in PHANTOM_LABEL_NAMES.items()}
@@ -43,6 +44,7 @@ class PhantomConfig:
     tumour_probability: float = 0.4
     force_one_tumour: bool = True  # tumour type (index % 4) always present; False + probability 0 = tumour-free
     randomise: str = "default"  # "wide": + contrast phase, per-structure HU shifts, noise, blur, slice thickness
+    anatomy: str = "default"  # "wide": organs moved, resized and turned far more (textdiffseg.data.phantom_anatomy)
 
 
 def _widen(hu: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple:
@@ -198,6 +200,8 @@ def _point_inside(rng: np.random.Generator, blob: Blob, scale: float = 0.55) -> 
 def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> PhantomCase:
     """Generate case ``index`` of the phantom series ``seed`` (deterministic for a given pair)."""
     cfg = cfg or PhantomConfig()
+    if cfg.anatomy not in ("default", "wide"):
+        raise ValueError(f"anatomy must be 'default' or 'wide', got {cfg.anatomy!r}")
     rng = np.random.default_rng([seed, index])
     grid = _draw_grid(rng, cfg)
     c = _Canvas(grid, rng)
@@ -257,6 +261,15 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
         [rng.uniform(18, 24)] * 4,
     )
 
+    if cfg.anatomy == "wide":  # its own stream: the default series stays what it was
+        blobs, tubes = vary_layout(
+            {"liver": liver, "spleen": spleen, **kidneys},
+            {"liver": 1, "spleen": -1, "left kidney": -1, "right kidney": 1},
+            {"pancreas": pancreas, "colon": colon},
+            np.random.default_rng([seed, index, 3]),
+        )
+        liver, spleen, pancreas, colon = blobs["liver"], blobs["spleen"], tubes["pancreas"], tubes["colon"]
+        kidneys = {name: blobs[name] for name in kidneys}
     _organ(c, liver, "liver", liver_hu, texture=6.0)
     _organ(c, spleen, "spleen", 70.0 + 55.0 * phase)
     kidney_boxes = {}
@@ -469,13 +482,22 @@ def main(argv: list[str] | None = None) -> int:
         help="wide: + contrast phase (non-contrast/arterial/venous/delayed), per-structure HU shifts, stronger "
         "noise and blur, thicker slices (the default series is unchanged)",
     )
+    p.add_argument(
+        "--anatomy",
+        choices=("default", "wide"),
+        default="default",
+        help="wide: every organ moved, resized and turned far more than the default series' jitter, keeping its "
+        "side (combines with --randomise)",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print the per-label table")
     args = p.parse_args(argv)
     if args.n < 1:
         p.error("--n must be at least 1")
     if args.spacing and min(args.spacing) <= 0:
         p.error("--spacing must be positive")
-    cfg = PhantomConfig(spacing=tuple(args.spacing) if args.spacing else None, randomise=args.randomise)
+    cfg = PhantomConfig(
+        spacing=tuple(args.spacing) if args.spacing else None, randomise=args.randomise, anatomy=args.anatomy
+    )
     stats = write_dataset(args.out, args.n, args.seed, cfg)
     if not args.quiet:
         print(format_table(stats))
