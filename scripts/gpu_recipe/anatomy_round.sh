@@ -1,0 +1,29 @@
+#!/bin/bash
+# One device call, two runs side by side for MINUTES each, both from the shipped checkpoint (.devdata/init_shipped.pt)
+# on the shipped model's GPU recipe (medium_gpu_round.sh's ship_gpu: 40 % absent-structure prompts, lr 3e-4 cosine,
+# 8 patches a step) (issue 12, README "Tissue looks"):
+#   bash scripts/gpu_recipe/anatomy_round.sh MINUTES     (after `make gpu-recipe-upload`; carry .devdata and .whl)
+#   anat_gpu:  + 48 phantoms with wide anatomy and wide HU (seed 400, `--anatomy wide --randomise wide`) at the weight
+#              of the wide phantoms, and half the patches given another scan's tissue look (--tissue-prob 0.5);
+#   ctrl_gpu:  the same recipe without them, the control at equal GPU time.
+# Score both on the CPU afterwards against the independent family (both seeds), the held-out phantoms and the real CT
+# (README "Tissue looks": python -m textdiffseg.evaluate per set, scripts/compare_evals.py). Weights come back as
+# $OUT/<name>.pt, logs in $OUT/logs.tgz. DEVICE=cpu STEPS=2 runs the same thing for two steps here (a dry run).
+set -u
+MINUTES=${1:-7}
+. scripts/gpu_recipe/device_setup.sh
+A=runs/gpu_anatomy
+N_ANATOMY=${N_ANATOMY:-48}
+$PY -m textdiffseg.data.phantom --spacing 2.5 2.5 2.5 --quiet --out $A/phantom_anatomy --n "$N_ANATOMY" --seed 400 \
+  --anatomy wide --randomise wide || exit 1
+echo "anatomy phantoms ready at $SECONDS s"
+LIMIT=(--device "${DEVICE:-cuda}" --steps "${STEPS:-100000}" --workers 6)
+COMMON=("${CURATED_RECIPE[@]}" --forget-untrained --negative-fraction 0.4 --lr 3e-4 --max-minutes "$MINUTES" "${LIMIT[@]}")
+job ctrl_gpu --preset medium --seed 71 --init-from .devdata/init_shipped.pt &
+COMMON=("${COMMON[@]}" --data $A/phantom_anatomy --data-weight 1 --tissue-prob 0.5)
+job anat_gpu --preset medium --seed 72 --init-from .devdata/init_shipped.pt &
+sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null; uptime
+wait
+tar czf "$OUT/logs.tgz" $G/*.log $G/*/history.jsonl $G/*/summary.json 2>/dev/null
+for name in ctrl_gpu anat_gpu; do grep -v "Warning\|Orientation\|non-tuple" $G/$name.log | tail -n 3; done
+echo "done at $SECONDS s"
