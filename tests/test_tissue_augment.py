@@ -121,4 +121,6 @@ def test_tissue_prob_flag_round_trips_through_the_distributed_launcher() -> None
     opts = TrainOptions(data=Path("/a"), out=Path("/o"), augment=True, tissue_prob=0.5)
     assert train.parse_args(options_to_argv(opts)) == opts
     with pytest.raises(SystemExit):
-        train.parse_args(["--data", "/a", "--out", "/o", "--tissue-prob", "2"])
+        train.parse_args(["--data", "/a", "--out", "/o", "--augment", "--tissue-prob", "2"])
+    with pytest.raises(SystemExit):  # it would do nothing without --augment
+        train.parse_args(["--data", "/a", "--out", "/o", "--tissue-prob", "0.5"])

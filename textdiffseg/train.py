@@ -177,6 +177,8 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         p.error("--scan-range-prob must be between 0 and 1")
     if not 0.0 <= a.tissue_prob <= 1.0:
         p.error("--tissue-prob must be between 0 and 1")
+    if a.tissue_prob and not a.augment:
+        p.error("--tissue-prob changes augmented patches: add --augment")
     if not 0.0 <= a.exclusion_fraction <= 1.0:
         p.error("--exclusion-fraction must be between 0 and 1")
     if not 0.0 <= a.prior_miss_rate <= 1.0:
