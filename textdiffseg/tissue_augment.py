@@ -5,7 +5,7 @@ relative to each other and to fat. A model trained that way learns one generator
 a portal-venous liver 60 HU brighter than the spleen, organs outlined by dark fat. Real patients differ in exactly
 these: a non-contrast scan (every enhancing organ within a few tens of HU of muscle), an arterial one (a bright aorta
 and renal cortex, a pale liver), a thin patient (almost no fat between the organs). This transform draws one of
-those looks per patch, on HU before windowing, from the label map the patch already carries:
+those looks per patch (or several), on HU before windowing, from the label map the patch already carries:
 
 - **per-structure offsets**: each labelled structure moves by its own random HU (as SynthSeg draws each label's
   intensity; here a bounded shift of the real or phantom intensity, so texture and partial volume stay);
@@ -14,8 +14,9 @@ those looks per patch, on HU before windowing, from the label map the patch alre
   an arterial or a late phase;
 - **little fat**: fat (-200..-20 HU) pulled towards soft tissue, so organs touch without a dark rim.
 
-Each happens with its own probability once a patch is chosen (``probability``); the label is never changed, nor
-is air (lungs, bowel gas, outside the body).
+Once a patch is chosen (``probability``), the per-structure offsets always apply; then non-contrast (its own
+chance) or else the enhancement scale (its own chance), and independently little fat. The label is never changed,
+nor is air (lungs, bowel gas, outside the body).
 """
 
 from __future__ import annotations
