@@ -103,9 +103,13 @@ demo-checkpoint: install data
 # GEN_STEPS: 1050 took 66 min on 2 heavily shared CPU cores (README); on a GPU add --device cuda and far more steps.
 GEN_STEPS ?= 1050
 GEN := runs/gen
-gen-checkpoint: install realct
+# The training phantoms of gen-checkpoint and the medium recipes, written once (the series are deterministic).
+GEN_PHANTOMS := $(GEN)/phantom_wide/dataset.json $(GEN)/phantom_default/dataset.json
+$(GEN)/phantom_wide/dataset.json: | install
 	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_wide --n 24 --seed 200 --spacing 2.5 2.5 2.5 --randomise wide --quiet
+$(GEN)/phantom_default/dataset.json: | install
 	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_default --n 12 --seed 100 --spacing 2.5 2.5 2.5 --quiet
+gen-checkpoint: install realct $(GEN_PHANTOMS)
 	$(PY) -m textdiffseg.train --data $(GEN)/phantom_wide --data $(GEN)/phantom_default --data $(REALCT) \
 		--data-weight 2 --data-weight 1 --data-weight 1.5 --exclude-case ts_abdomen \
 		--init-from $(DEMO_CKPT) --windows multi --augment --foreground-fraction 0.33 \
@@ -147,13 +151,6 @@ REAL_25 := .devdata/realct/eval_ts_abdomen.json
 $(REAL_25): | realct
 	$(PY) scripts/gpu_recipe/resample_cases.py --data $(REALCT) --out .devdata/realct --spacing 2.5 --drop aorta \
 		--alone ts_abdomen
-
-# The training phantoms of the medium recipes (gen-checkpoint writes the same two series).
-GEN_PHANTOMS := $(GEN)/phantom_wide/dataset.json $(GEN)/phantom_default/dataset.json
-$(GEN)/phantom_wide/dataset.json: | install
-	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_wide --n 24 --seed 200 --spacing 2.5 2.5 2.5 --randomise wide --quiet
-$(GEN)/phantom_default/dataset.json: | install
-	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_default --n 12 --seed 100 --spacing 2.5 2.5 2.5 --quiet
 
 # The medium model's CPU recipe: the GPU mix (wide phantoms 1 : demo phantoms 0.5 : real abdomen 3 : chest CTs 1.5),
 # one patch a step; each stage below adds its learning rate, time, seed and starting weights.
