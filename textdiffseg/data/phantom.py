@@ -25,7 +25,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from textdiffseg.data.label_maps import PHANTOM_LABEL_NAMES
-from textdiffseg.data.phantom_anatomy import vary_layout
+from textdiffseg.data.phantom_anatomy import ANATOMIES, vary_layout
 from textdiffseg.data.phantom_shapes import Blob, Box, Tube, VoxelGrid
 
 LABEL_VALUE = {name: value for value, name in PHANTOM_LABEL_NAMES.items()}
@@ -200,8 +200,8 @@ def _point_inside(rng: np.random.Generator, blob: Blob, scale: float = 0.55) -> 
 def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> PhantomCase:
     """Generate case ``index`` of the phantom series ``seed`` (deterministic for a given pair)."""
     cfg = cfg or PhantomConfig()
-    if cfg.anatomy not in ("default", "wide"):
-        raise ValueError(f"anatomy must be 'default' or 'wide', got {cfg.anatomy!r}")
+    if cfg.anatomy not in ANATOMIES:
+        raise ValueError(f"anatomy must be one of {ANATOMIES}, got {cfg.anatomy!r}")
     rng = np.random.default_rng([seed, index])
     grid = _draw_grid(rng, cfg)
     c = _Canvas(grid, rng)
@@ -484,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--anatomy",
-        choices=("default", "wide"),
+        choices=ANATOMIES,
         default="default",
         help="wide: every organ moved, resized and turned far more than the default series' jitter, keeping its "
         "side (combines with --randomise)",

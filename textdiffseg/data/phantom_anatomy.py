@@ -4,8 +4,8 @@ The default series jitters each organ by a few millimetres around one layout, an
 on phantoms drawn by other code (README "A phantom family the model never saw") it does not find the spleen, the
 pancreas, the stomach or the aorta at all. Real patients differ far more: a spleen twice another's size, a liver
 reaching the pelvis, kidneys at different heights. This module moves, resizes and turns each organ of a drawn
-layout from its own random stream (so the default series stays byte-identical), within bounds that keep the
-anatomy plausible: every organ keeps its side of the body and its order of neighbours.
+layout from its own random stream (so the default series stays byte-identical), within bounds: every sided organ
+keeps its side of the body (nothing else is enforced; organs painted later cover earlier ones where they meet).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ BLOB_SCALE = (0.75, 1.3)  # each radius multiplied by a uniform draw from this r
 BLOB_TURN_RAD = 0.35  # extra rotation about the body axis, either way
 TUBE_SHIFT_MM = np.array([8.0, 6.0, 12.0])
 TUBE_SCALE = (0.8, 1.3)  # the tube's radius
+ANATOMIES = ("default", "wide")  # PhantomConfig.anatomy / --anatomy
 MIN_SIDE_OFFSET_MM = 30.0  # a sided organ's centre stays at least this far from the midline, on its own side
 
 
