@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         key, _, files = item.partition("=")
         if not files:
             p.error(f"{item!r}: expected SET=A.json,B.json")
-        sets[key] = [json.loads(Path(f).read_text()) for f in files.split(",")]
+        try:
+            sets[key] = [json.loads(Path(f).read_text()) for f in files.split(",")]
+        except (OSError, json.JSONDecodeError) as err:
+            p.error(f"{item!r}: cannot read an evaluation summary ({err})")
     if a.names:
         print("cells: " + " / ".join(a.names.split(",")))
     print(compare(sets))
