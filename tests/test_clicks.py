@@ -183,7 +183,8 @@ def test_training_with_simulated_clicks_learns_to_use_them(tiny_encoder, flush_d
     assert clicks[0] is not None and 1 <= len(clicks[0]) <= 5 and maps.shape == (1, 2, *LEARN_ROI)
     model.eval()
     dice: dict[str, list[float]] = {"text": [], "clicks": []}
-    for seed in range(100, 106):
+    inside: dict[str, list[float]] = {"text": [], "clicks": []}  # mean probability over the cube's voxels
+    for seed in range(100, 112):
         image, target, centre = _invisible_cube(random.Random(seed))
         one = click_maps([Clicks.of([centre])], LEARN_ROI)
         for key, maps in (("text", None), ("clicks", one)):
@@ -192,12 +193,16 @@ def test_training_with_simulated_clicks_learns_to_use_them(tiny_encoder, flush_d
             pred = out.probability[0, 0] > 0.5
             truth = target[0, 0] > 0.5
             dice[key].append(float(2 * (pred & truth).sum() / (pred.sum() + truth.sum()).clamp(min=1)))
-    print({k: np.round(v, 3).tolist() for k, v in dice.items()})
-    # An untrained branch (zero last layers) gives exactly the text-only Dice, so any margin means it learned. At 60
-    # steps the text-only masks were still noisy (Dice 0.0-0.69 per cube, so the margin ranged from +0.08 to +0.6
-    # with float summation order, and one suite order failed); at 100 steps text alone is empty and clicks reach
-    # 0.56-0.80 (+0.68 with 1 and with 2 threads), so the bar of +0.05 stands far from both.
-    assert np.mean(dice["clicks"]) > np.mean(dice["text"]) + 0.05, dice
+            inside[key].append(float(out.probability[0, 0][truth].mean()))
+    print({k: np.round(v, 3).tolist() for k, v in (*dice.items(), *(("p_" + k, v) for k, v in inside.items()))})
+    # An untrained branch (zero last layers) gives exactly the text-only answer, so any gain means it learned. The
+    # trajectory of 100 steps is chaotic: float summation order (threads, CPU model) moves it. Over 24 perturbed runs
+    # here the click at the cube's centre raised the cube's mean probability from 0.03-0.32 to 0.71-0.82 and Dice by
+    # +0.28 to +0.74, but one CI machine's run gained only +0.045 Dice (some cubes crossed 0.5 with clicks, others
+    # not). The mean probability is the steadier measure of the two (it does not hinge on crossing 0.5) and 12 cubes
+    # average more of them; the bars stay far below what a learned branch gives.
+    assert np.mean(inside["clicks"]) > np.mean(inside["text"]) + 0.1, inside
+    assert np.mean(dice["clicks"]) > np.mean(dice["text"]), dice
 
 
 def test_train_loop_adds_the_branch_to_a_model_it_fine_tunes(
