@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 tissue-continue pacs pacs-stop bench-accuracy bench-independent bench-latency bench-clicks realct
+.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 tissue-continue anatomy-continue pacs pacs-stop bench-accuracy bench-independent bench-latency bench-clicks realct
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -194,6 +194,21 @@ tissue-continue: install realct $(REAL_25) $(GEN_PHANTOMS)
 	mkdir -p runs/tissue && git show $(TISSUE_FROM):$(DEMO_CKPT) > runs/tissue/init.pt
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.4 --tissue-prob 0.5 \
 		--max-minutes $(TISSUE_MINUTES) --seed 55 --init-from runs/tissue/init.pt --out runs/tissue/run
+
+# Issue 12, a real abdomen's layout (README "Phantoms laid out like a patient"): the tissue-continue recipe (same mix,
+# learning rate, seed and minutes) plus 24 phantoms whose organs are moved, scaled and turned around the spleen,
+# pancreas and kidney positions of the real abdomen (`--anatomy real --randomise wide`, seed 400) at weight 2, on 2
+# CPU cores. Paired with runs/tissue/run it says what the layout adds; against the shipped model, whether to ship.
+ANATOMY_MINUTES ?= 75
+ANATOMY_PHANTOMS := $(GEN)/phantom_real_anatomy/dataset.json
+$(ANATOMY_PHANTOMS): | install
+	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_real_anatomy --n 24 --seed 400 --spacing 2.5 2.5 2.5 \
+		--anatomy real --randomise wide --quiet
+anatomy-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(ANATOMY_PHANTOMS)
+	mkdir -p runs/anatomy && git show $(TISSUE_FROM):$(DEMO_CKPT) > runs/anatomy/init.pt
+	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --data $(GEN)/phantom_real_anatomy --data-weight 2 --lr 1.5e-4 \
+		--negative-fraction 0.4 --tissue-prob 0.5 --max-minutes $(ANATOMY_MINUTES) --seed 55 \
+		--init-from runs/anatomy/init.pt --out runs/anatomy/run
 
 clean-data:
 	rm -rf $(DATA)

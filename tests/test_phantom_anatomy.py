@@ -1,4 +1,5 @@
-"""``anatomy="wide"`` phantoms (issue 12 part 3): organs of other sizes and places, on their own side of the body."""
+"""``anatomy="wide"`` and ``"real"`` phantoms (issue 12 part 3): organs of other sizes and places, on their own side
+of the body; "real" around a real abdomen's organ positions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from textdiffseg.data.phantom import LABEL_VALUE, PhantomConfig, generate_case, main
+from textdiffseg.data.phantom_anatomy import REAL_OFFSETS
 
 COARSE = (4.0, 4.0, 4.0)
 ORGANS = ("liver", "spleen", "left kidney", "right kidney", "pancreas", "colon")
@@ -62,3 +64,26 @@ def test_anatomy_option_is_checked_and_reaches_the_cli(tmp_path: Path) -> None:
     assert (tmp_path / "p" / "imagesTr" / "phantom_000.nii.gz").exists()
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "q"), "--anatomy", "odd"])
+
+
+def test_real_anatomy_moves_spleen_back_and_pancreas_forward_from_the_same_draws() -> None:
+    """Same seed, same random variation: "real" differs from "wide" by the offsets measured on the real abdomen."""
+    moves: dict[str, list[np.ndarray]] = {}
+    for index in range(3):
+        wide = generate_case(5, index, PhantomConfig(spacing=COARSE, anatomy="wide"))
+        real = generate_case(5, index, PhantomConfig(spacing=COARSE, anatomy="real"))
+        wide_stats, real_stats = _organ_stats(wide.label), _organ_stats(real.label)
+        for name in (*REAL_OFFSETS, "liver"):
+            if name in wide_stats and name in real_stats:  # world mm (RAS+: +x the patient's right, +y anterior)
+                moves.setdefault(name, []).append(real.affine[:3, :3] @ (real_stats[name][0] - wide_stats[name][0]))
+    mean = {name: np.mean(values, axis=0) for name, values in moves.items()}
+    kidneys = np.mean(moves["left kidney"] + moves["right kidney"], axis=0)
+    # offsets x half-depth 100-130 mm: spleen 0.21 back, pancreas 0.20 forward, kidneys 0.15 forward
+    assert mean["spleen"][1] < -12 and mean["pancreas"][1] > 12 and kidneys[1] > 8, mean
+    assert mean["spleen"][0] < -8 and mean["pancreas"][0] < -8, "spleen and pancreas also move to the left"
+    assert np.linalg.norm(mean["liver"]) < 3, "an organ REAL_OFFSETS does not list stays where the draws put it"
+
+
+def test_real_anatomy_reaches_the_cli(tmp_path: Path) -> None:
+    args = ["--out", str(tmp_path / "p"), "--n", "1", "--spacing", *map(str, COARSE), "--anatomy", "real", "--quiet"]
+    assert main(args) == 0 and (tmp_path / "p" / "labelsTr" / "phantom_000.nii.gz").exists()

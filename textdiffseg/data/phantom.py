@@ -44,7 +44,8 @@ class PhantomConfig:
     tumour_probability: float = 0.4
     force_one_tumour: bool = True  # tumour type (index % 4) always present; False + probability 0 = tumour-free
     randomise: str = "default"  # "wide": + contrast phase, per-structure HU shifts, noise, blur, slice thickness
-    anatomy: str = "default"  # "wide": organs moved, resized and turned far more (textdiffseg.data.phantom_anatomy)
+    anatomy: str = "default"  # "wide": organs moved, resized and turned far more; "real": the same around a real
+    # abdomen's organ positions (textdiffseg.data.phantom_anatomy)
 
 
 def _widen(hu: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple:
@@ -261,12 +262,13 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
         [rng.uniform(18, 24)] * 4,
     )
 
-    if cfg.anatomy == "wide":  # its own stream: the default series stays what it was
+    if cfg.anatomy != "default":  # its own stream: the default series stays what it was
         blobs, tubes = vary_layout(
             {"liver": liver, "spleen": spleen, **kidneys},
             {"liver": 1, "spleen": -1, "left kidney": -1, "right kidney": 1},
             {"pancreas": pancreas, "colon": colon},
             np.random.default_rng([seed, index, 3]),
+            body=(half_x, half_y) if cfg.anatomy == "real" else None,
         )
         liver, spleen, pancreas, colon = blobs["liver"], blobs["spleen"], tubes["pancreas"], tubes["colon"]
         kidneys = {name: blobs[name] for name in kidneys}
@@ -487,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=ANATOMIES,
         default="default",
         help="wide: every organ moved, resized and turned far more than the default series' jitter, keeping its "
-        "side (combines with --randomise)",
+        "side (combines with --randomise); real: the same around the spleen, pancreas and kidney positions of a real "
+        "abdomen",
     )
     p.add_argument("--quiet", action="store_true", help="do not print the per-label table")
     args = p.parse_args(argv)
