@@ -80,8 +80,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         app_dir = copy_app(tmp / "app", DEMO_CHECKPOINT)
         env = {"MONAI_LABEL_DICOMWEB_CACHE_PATH": str(tmp / "dicom_cache")}
         try:
-            # publish_tolerance 1: the two-step run is published whatever it scores (the gate has its own tests)
-            conf = {"train_steps_per_epoch": "2", "publish_tolerance": "1", **ADMIN_CONF}
+            # publish_gate false: the two-step run is published unscored (the gate has its own tests)
+            conf = {"train_steps_per_epoch": "2", "publish_gate": "false", **ADMIN_CONF}
             server = start_server(app_dir, pacs.dicomweb, tmp, conf=conf, env=env)
         except ServerStartError as err:
             pytest.fail(str(err))

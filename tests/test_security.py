@@ -239,8 +239,9 @@ def test_a_refused_upload_leaves_no_temp_file(site: Site) -> None:
 
 @pytest.fixture(scope="module")
 def admin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """A plain-start server whose operator allowed admin operations without auth (a single-user machine)."""
-    box = _start(tmp_path_factory.mktemp("security_admin"), {**CONF, **ADMIN_CONF}, None)
+    """A plain-start server whose operator allowed admin operations without auth (a single-user machine); its
+    training runs are published unscored (the publish gate has its own tests and takes minutes here)."""
+    box = _start(tmp_path_factory.mktemp("security_admin"), {**CONF, **ADMIN_CONF, "publish_gate": "false"}, None)
     yield box
     box.server.stop()
 

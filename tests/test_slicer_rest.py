@@ -67,8 +67,8 @@ def slicer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slicer]:
     sitk.WriteImage(sitk.ReadImage(str(tmp / "local" / "phantom_000.nii.gz")), str(volume))
     app_dir = copy_app(tmp / "app", DEMO_CHECKPOINT)
     try:
-        # publish_tolerance 1: the two-step runs here are published whatever they score (the gate has its own tests)
-        conf = {"train_steps_per_epoch": "2", "publish_tolerance": "1", **ADMIN_CONF}
+        # publish_gate false: the two-step runs here are published unscored (the gate has its own tests)
+        conf = {"train_steps_per_epoch": "2", "publish_gate": "false", **ADMIN_CONF}
         server = start_server(app_dir, studies, tmp, conf=conf)
     except ServerStartError as err:
         pytest.fail(str(err))

@@ -254,3 +254,28 @@ def test_a_retrained_model_that_got_worse_is_not_published(
     assert not settings.published_model.exists() and site.served.read_bytes() == served_bytes
     assert any("not published: Dice dropped" in r.getMessage() for r in caplog.records)
     assert json.loads(Path(task._stats_path).read_text())["publish_gate"] == gate
+
+
+def test_with_the_gate_off_a_worse_model_is_published_unscored(
+    app_lib: SimpleNamespace, site: SimpleNamespace, trained_tiny, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--conf publish_gate false``: the run that the gate refuses above is published, and the stats say why."""
+    shutil.copyfile(trained_tiny.run_dir / "model.pt", site.served)
+    datastore = LocalDatastore(str(site.studies), extensions=("*.nii.gz",))
+    truth = np.asarray(nib.load(site.truth / "phantom_000.nii.gz").dataobj)
+    _save_label(
+        datastore, site.studies.parent, "phantom_000", (truth == 1).astype(np.uint8), [{"name": "liver", "idx": 1}]
+    )
+    settings = app_lib.config.parse_conf({"publish_gate": "false"}, site.app)
+    assert not settings.publish_gate and app_lib.config.parse_conf({}, site.app).publish_gate
+    task = app_lib.trainer.TextDiffSegTrainer(settings)
+    ruin = {"max_epochs": 1, "train_steps_per_epoch": 3, "learning_rate": 0.9, "rehearsal": False}
+    with caplog.at_level(logging.INFO):
+        stats = task(ruin, datastore)
+    gate = stats["publish_gate"]
+    assert stats["status"] == "DONE" and stats["published"] and settings.published_model.exists()
+    assert gate["publish"] and "gate is off" in gate["reason"] and not gate["served_dice"], gate
+    assert not (settings.model_dir / "phantoms").exists(), "nothing was scored, so no regression phantoms were drawn"
+    assert any("gate is off" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="publish_gate"):
+        app_lib.config.parse_conf({"publish_gate": "maybe"}, site.app)

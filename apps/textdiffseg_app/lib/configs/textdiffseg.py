@@ -50,6 +50,11 @@ key                      default                      meaning
                                                       model knew drops by more than this Dice on the validation share
                                                       or the phantom regression set (``textdiffseg.publish_gate``);
                                                       else the served model is kept and ``train_stats`` says why.
+``publish_gate``         ``true``                     ``false``: publish every finished ``/train`` run without
+                                                      scoring it (MONAI Label's own behaviour), for a site that means
+                                                      to change what a structure it corrects looks like, or to save
+                                                      the gate's minutes; ``train_stats`` and the log say the gate
+                                                      was off.
 ``fine_pass``            ``true``                     zoom in: when the checkpoint holds a fine stage, each prompt it
                                                       was trained on is segmented again at 1.5 mm in-plane over the
                                                       region the 5 mm coarse pass found (``textdiffseg.zoom_in``);
@@ -133,6 +138,7 @@ class AppSettings:
     auto_update_scoring: bool = False
     anonymous_admin: bool = False
     publish_tolerance: float = DEFAULT_TOLERANCE
+    publish_gate: bool = True  # False: every finished /train run is published unscored
     fine_pass: bool = True  # zoom-in fine pass when the checkpoint has a fine stage
     click_edits: bool = True  # clicks edit masks by their intensity region (textdiffseg.click_edit)
     rehearsal_data: Path | None = None  # real CT the served model was trained on, rehearsed by /train
@@ -242,6 +248,7 @@ def parse_conf(conf: Mapping[str, object] | None, app_dir: str | Path) -> AppSet
         auto_update_scoring=c.flag("auto_update_scoring", False),
         anonymous_admin=c.flag("anonymous_admin", False),
         publish_tolerance=c.number("publish_tolerance", DEFAULT_TOLERANCE, -1e-9, 1.0 + 1e-9),
+        publish_gate=c.flag("publish_gate", True),
         fine_pass=c.flag("fine_pass", True),
         click_edits=c.flag("click_edits", True),
         rehearsal_data=_rehearsal_data(c.text("rehearsal_data", None), Path(app_dir)),

@@ -33,7 +33,8 @@ the publish gate (``textdiffseg.publish_gate``) scores ``model.pt`` and the serv
 on fixed-seed phantoms and on the real CT of ``--conf rehearsal_data``, for the structures the served model knew;
 only if none of those drops by more than ``--conf publish_tolerance`` (0.02 Dice) is ``model.pt`` published
 atomically to ``model/textdiffseg.pt`` (the next ``/infer`` serves it); otherwise the served model stays, and
-``train_stats`` (``published: null``, ``publish_gate.reason``) and the log say why. The stats file is
+``train_stats`` (``published: null``, ``publish_gate.reason``) and the log say why (``--conf publish_gate false``
+publishes every finished run unscored). The stats file is
 ``model/textdiffseg/train_stats.json`` (``/info``'s ``train_stats``).
 Bad input (no final label, a label on another grid than its image, a ``label_info`` naming nothing in its label) ends
 the run at once: ``status: ERROR`` with a one-line ``error``, a log line, the served model untouched.
@@ -167,7 +168,8 @@ class TextDiffSegTrainer(BasicTrainTask):
                 )
                 hooks = TrainHooks(on_progress=stats.progress, validate=validate)
                 summary = run_training(options, encoder, plan.train, hooks, plan.weights)
-            stats.update(status="RUNNING", phase="publish gate: scoring the candidate and the served model")
+            if self.settings.publish_gate:
+                stats.update(status="RUNNING", phase="publish gate: scoring the candidate and the served model")
             decision = self._gate(served, Path(summary["model"]), plan, params.device)
             published = copy_atomic(summary["model"], self.settings.published_model) if decision.publish else None
         except Exception as err:  # record the failure for /info, then let MONAI Label report the task as ERROR
@@ -199,6 +201,8 @@ class TextDiffSegTrainer(BasicTrainTask):
         of ``rehearsal_data``, which the served model was trained on: does it still do what it did there)."""
         if served is None:
             return GateDecision(True, "published: no model was served before")
+        if not self.settings.publish_gate:
+            return GateDecision(True, "published unscored: the publish gate is off (--conf publish_gate false)")
         known = trained_structures(read_config(served))
         folder = phantom_set(
             Path(self._model_dir) / "phantoms" / f"regression_{REGRESSION_SEED}", REGRESSION_SEED, REGRESSION_CASES
