@@ -10,9 +10,11 @@ keeps its side of the body (nothing else is enforced; organs painted later cover
 ``anatomy="real"`` draws the same variation around another centre. `scripts/organ_layout.py` on the one labelled
 real abdomen (`ts_abdomen`) against the default series (organ centroids relative to the body's extent, -1..+1)
 shows the default layout's spleen 0.21 of the body's half-depth too far forward (-0.06 against -0.27), its
-pancreas 0.20 too far back (+0.01 against +0.21) and 0.14 too far right, and its kidneys 0.12-0.18 too far back:
-``REAL_OFFSETS`` moves them there, in fractions of the body's half-width and half-depth so that small and large
-bodies move alike. Only that one patient is used to set them (the independent phantom family is a test set).
+pancreas 0.18 too far back (+0.03 against +0.21) and 0.12 too far right, and its kidneys 0.12-0.18 too far back
+(12 default cases; the offsets were read off the first 6): ``REAL_OFFSETS`` moves them there, in fractions of the
+body's half-width and half-depth so that small and large bodies move alike. Only that one patient is used to set
+them (the independent phantom family is a test set). Trained on, they did not make the independent family's spleen
+found (README "Phantoms laid out like a patient").
 """
 
 from __future__ import annotations
