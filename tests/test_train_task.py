@@ -254,6 +254,7 @@ def test_a_retrained_model_that_got_worse_is_not_published(
     assert not settings.published_model.exists() and site.served.read_bytes() == served_bytes
     assert any("not published: Dice dropped" in r.getMessage() for r in caplog.records)
     assert json.loads(Path(task._stats_path).read_text())["publish_gate"] == gate
+    assert (Path(task._model_dir) / "phantoms").is_dir(), "the gate drew its regression phantoms here"
 
 
 def test_with_the_gate_off_a_worse_model_is_published_unscored(
@@ -275,7 +276,7 @@ def test_with_the_gate_off_a_worse_model_is_published_unscored(
     gate = stats["publish_gate"]
     assert stats["status"] == "DONE" and stats["published"] and settings.published_model.exists()
     assert gate["publish"] and "gate is off" in gate["reason"] and not gate["served_dice"], gate
-    assert not (settings.model_dir / "phantoms").exists(), "nothing was scored, so no regression phantoms were drawn"
+    assert not (Path(task._model_dir) / "phantoms").exists(), "nothing was scored: no regression phantoms drawn"
     assert any("gate is off" in r.getMessage() for r in caplog.records)
     with pytest.raises(ValueError, match="publish_gate"):
         app_lib.config.parse_conf({"publish_gate": "maybe"}, site.app)
