@@ -2,9 +2,9 @@
 
 For every case of an MSD-style folder (``dataset.json`` with ``labels`` and ``training``), each labelled structure's
 centroid is taken to world millimetres (the image's affine: RAS+, so +x is the patient's right, +y anterior, +z
-superior) and expressed relative to the body's bounding box (the largest connected part above -300 HU, so
-not the table): -1 and +1 are the body's two
-edges on that axis, 0 its centre. The table gives the mean and spread over the cases and the mean volume::
+superior) and expressed relative to the body's bounding box (the largest connected part above -300 HU, so not the
+table): -1 and +1 are the body's two edges on that axis, 0 its centre. The table gives the mean and spread over the
+cases and the mean volume::
 
     python scripts/organ_layout.py runs/indep_phantoms runs/gen/phantom_default --cases 6
     python scripts/organ_layout.py datasets/realct --only ts_abdomen
@@ -22,20 +22,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
+from monai.transforms.utils import get_largest_connected_component_mask
 
 BODY_HU = -300.0
 AXES = ("right", "anterior", "superior")
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest connected part of ``mask``: the body without the table, a blanket or the arms' separate parts."""
-    parts, count = ndimage.label(mask)
-    if count <= 1:
-        return mask
-    sizes = np.bincount(parts.ravel())
-    sizes[0] = 0
-    return parts == int(sizes.argmax())
 
 
 def case_layout(image: Path, label: Path, names: dict[int, str]) -> dict[str, tuple[float, float, float, float]]:
@@ -44,7 +34,8 @@ def case_layout(image: Path, label: Path, names: dict[int, str]) -> dict[str, tu
     hu = np.asarray(scan.dataobj, dtype=np.float32)
     values = np.asarray(labels.dataobj).round().astype(np.int32)
     affine = scan.affine
-    body = np.argwhere(largest_component(hu > BODY_HU))
+    # the body without the table, a blanket or the arms' separate parts (face-connected, as scipy's default)
+    body = np.argwhere(get_largest_connected_component_mask(hu > BODY_HU, connectivity=1))
     corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
     lo, hi = body.min(0), body.max(0)
     box = nib.affines.apply_affine(affine, lo + corners * (hi - lo))
