@@ -231,21 +231,32 @@ def test_a_new_structure_alone_is_taught_by_learned_prompts_with_the_network_fro
         task.check_request({"tune": "everything"})
 
 
-def test_a_retrained_model_that_got_worse_is_not_published(
-    app_lib: SimpleNamespace, site: SimpleNamespace, trained_tiny, caplog: pytest.LogCaptureFixture
-) -> None:
+def _ruinous_run(
+    app_lib: SimpleNamespace,
+    site: SimpleNamespace,
+    trained_tiny,
+    conf: dict[str, str],  # noqa: ANN001
+) -> tuple[dict, object, object]:
+    """Serve the tiny trained model, label the liver of one image, and run ``/train`` at a learning rate that wrecks
+    the weights; returns ``(stats, settings, task)``."""
     shutil.copyfile(trained_tiny.run_dir / "model.pt", site.served)
-    served_bytes = site.served.read_bytes()
     datastore = LocalDatastore(str(site.studies), extensions=("*.nii.gz",))
     truth = np.asarray(nib.load(site.truth / "phantom_000.nii.gz").dataobj)
     _save_label(
         datastore, site.studies.parent, "phantom_000", (truth == 1).astype(np.uint8), [{"name": "liver", "idx": 1}]
     )
-    settings = app_lib.config.parse_conf({}, site.app)
+    settings = app_lib.config.parse_conf(conf, site.app)
     task = app_lib.trainer.TextDiffSegTrainer(settings)
-    ruin = {"max_epochs": 1, "train_steps_per_epoch": 3, "learning_rate": 0.9, "rehearsal": False}  # wrecks the weights
+    ruin = {"max_epochs": 1, "train_steps_per_epoch": 3, "learning_rate": 0.9, "rehearsal": False}
+    return task(ruin, datastore), settings, task
+
+
+def test_a_retrained_model_that_got_worse_is_not_published(
+    app_lib: SimpleNamespace, site: SimpleNamespace, trained_tiny, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO):
-        stats = task(ruin, datastore)
+        stats, settings, task = _ruinous_run(app_lib, site, trained_tiny, {})
+    served_bytes = (trained_tiny.run_dir / "model.pt").read_bytes()
     assert stats["status"] == "DONE" and stats["published"] is None
     gate = stats["publish_gate"]
     assert not gate["publish"] and gate["drops"] and "served model is kept" in gate["reason"]
@@ -261,18 +272,9 @@ def test_with_the_gate_off_a_worse_model_is_published_unscored(
     app_lib: SimpleNamespace, site: SimpleNamespace, trained_tiny, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``--conf publish_gate false``: the run that the gate refuses above is published, and the stats say why."""
-    shutil.copyfile(trained_tiny.run_dir / "model.pt", site.served)
-    datastore = LocalDatastore(str(site.studies), extensions=("*.nii.gz",))
-    truth = np.asarray(nib.load(site.truth / "phantom_000.nii.gz").dataobj)
-    _save_label(
-        datastore, site.studies.parent, "phantom_000", (truth == 1).astype(np.uint8), [{"name": "liver", "idx": 1}]
-    )
-    settings = app_lib.config.parse_conf({"publish_gate": "false"}, site.app)
-    assert not settings.publish_gate and app_lib.config.parse_conf({}, site.app).publish_gate
-    task = app_lib.trainer.TextDiffSegTrainer(settings)
-    ruin = {"max_epochs": 1, "train_steps_per_epoch": 3, "learning_rate": 0.9, "rehearsal": False}
     with caplog.at_level(logging.INFO):
-        stats = task(ruin, datastore)
+        stats, settings, task = _ruinous_run(app_lib, site, trained_tiny, {"publish_gate": "false"})
+    assert not settings.publish_gate and app_lib.config.parse_conf({}, site.app).publish_gate
     gate = stats["publish_gate"]
     assert stats["status"] == "DONE" and stats["published"] and settings.published_model.exists()
     assert gate["publish"] and "gate is off" in gate["reason"] and not gate["served_dice"], gate
