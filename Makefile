@@ -190,10 +190,13 @@ medium-continue-2: install realct $(REAL_25) $(GEN_PHANTOMS)
 # on each evaluation folder and `scripts/compare_evals.py`; measured and not shipped (README says why).
 TISSUE_MINUTES ?= 75
 TISSUE_FROM := 3d11e10
-tissue-continue: install realct $(REAL_25) $(GEN_PHANTOMS)
-	mkdir -p runs/tissue && git show $(TISSUE_FROM):$(DEMO_CKPT) > runs/tissue/init.pt
-	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.4 --tissue-prob 0.5 \
-		--max-minutes $(TISSUE_MINUTES) --seed 55 --init-from runs/tissue/init.pt --out runs/tissue/run
+SHIPPED_INIT := runs/tissue/init.pt
+$(SHIPPED_INIT):
+	mkdir -p $(dir $@) && git show $(TISSUE_FROM):$(DEMO_CKPT) > $@.tmp && mv $@.tmp $@
+TISSUE_STAGE := $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.4 --tissue-prob 0.5 --seed 55 \
+	--init-from $(SHIPPED_INIT)
+tissue-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(SHIPPED_INIT)
+	$(PY) -m textdiffseg.train $(TISSUE_STAGE) --max-minutes $(TISSUE_MINUTES) --out runs/tissue/run
 
 # Issue 12, a real abdomen's layout (README "Phantoms laid out like a patient"): the tissue-continue recipe (same mix,
 # learning rate, seed and minutes) plus 24 phantoms whose organs are moved, scaled and turned around the spleen,
@@ -204,11 +207,9 @@ ANATOMY_PHANTOMS := $(GEN)/phantom_real_anatomy/dataset.json
 $(ANATOMY_PHANTOMS): | install
 	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_real_anatomy --n 24 --seed 400 --spacing 2.5 2.5 2.5 \
 		--anatomy real --randomise wide --quiet
-anatomy-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(ANATOMY_PHANTOMS)
-	mkdir -p runs/anatomy && git show $(TISSUE_FROM):$(DEMO_CKPT) > runs/anatomy/init.pt
-	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --data $(GEN)/phantom_real_anatomy --data-weight 2 --lr 1.5e-4 \
-		--negative-fraction 0.4 --tissue-prob 0.5 --max-minutes $(ANATOMY_MINUTES) --seed 55 \
-		--init-from runs/anatomy/init.pt --out runs/anatomy/run
+anatomy-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(ANATOMY_PHANTOMS) $(SHIPPED_INIT)
+	$(PY) -m textdiffseg.train $(TISSUE_STAGE) --data $(GEN)/phantom_real_anatomy --data-weight 2 \
+		--max-minutes $(ANATOMY_MINUTES) --out runs/anatomy/run
 
 clean-data:
 	rm -rf $(DATA)
