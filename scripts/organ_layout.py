@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=None, help="the first N cases of each folder")
     parser.add_argument("--only", default=None, help="only cases whose image path contains this")
     args = parser.parse_args(argv)
+    if args.cases is not None and args.cases < 1:
+        parser.error("--cases must be at least 1")
     for folder in args.folders:
         try:
             table = folder_layout(folder, args.cases, args.only)

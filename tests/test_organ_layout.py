@@ -29,3 +29,5 @@ def test_layout_puts_the_liver_right_the_spleen_left_and_the_real_layout_moves_t
 def test_a_folder_without_a_manifest_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert organ_layout.main([str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"organ_layout: {tmp_path}: no dataset.json"
+    with pytest.raises(SystemExit):
+        organ_layout.main([str(tmp_path), "--cases", "0"])
