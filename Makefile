@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 tissue-continue anatomy-continue pacs pacs-stop bench-accuracy bench-independent bench-latency bench-clicks realct
+.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 tissue-continue anatomy-continue context-continue pacs pacs-stop bench-accuracy bench-independent bench-latency bench-clicks realct
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -210,6 +210,19 @@ $(ANATOMY_PHANTOMS): | install
 anatomy-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(ANATOMY_PHANTOMS) $(SHIPPED_INIT)
 	$(PY) -m textdiffseg.train $(TISSUE_STAGE) --data $(GEN)/phantom_real_anatomy --data-weight 2 \
 		--max-minutes $(ANATOMY_MINUTES) --out runs/anatomy/run
+
+# Issue 12, the surroundings of a real abdomen (README "Phantoms with a patient's surroundings"): anatomy-continue with
+# the same 24 phantoms (same seed, same organs) given ribs, pelvis, psoas, stomach, bowel loops, a table, the liver's
+# left lobe and a gallbladder (`--context rich`, textdiffseg/data/phantom_context.py). Paired with runs/anatomy/run it
+# says what the surroundings add.
+CONTEXT_MINUTES ?= 75
+CONTEXT_PHANTOMS := $(GEN)/phantom_rich/dataset.json
+$(CONTEXT_PHANTOMS): | install
+	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_rich --n 24 --seed 400 --spacing 2.5 2.5 2.5 \
+		--anatomy real --randomise wide --context rich --quiet
+context-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(CONTEXT_PHANTOMS) $(SHIPPED_INIT)
+	$(PY) -m textdiffseg.train $(TISSUE_STAGE) --data $(GEN)/phantom_rich --data-weight 2 \
+		--max-minutes $(CONTEXT_MINUTES) --out runs/context/run
 
 clean-data:
 	rm -rf $(DATA)

@@ -8,7 +8,9 @@ What is simulated: a body outline with subcutaneous fat, muscle wall and viscera
 canal; aorta and IVC; liver, spleen, both kidneys (cortex brighter than medulla), pancreas, a colon segment with gas or
 fluid in its lumen; tumours in liver / kidney / pancreas / colon present in some cases. HU per tissue vary per case
 (contrast timing), organs have smooth random shapes and positions, and the scanner adds blur and noise. Spacing is
-random in-plane (0.6-1.0 mm) and through-plane (1.5-5 mm) unless fixed, so sizes reach 512x512x200.
+random in-plane (0.6-1.0 mm) and through-plane (1.5-5 mm) unless fixed, so sizes reach 512x512x200. ``--context
+rich`` adds what surrounds the organs in a patient: ribs, pelvis, psoas, stomach, small bowel, a table, the liver's
+left lobe and a gallbladder (``textdiffseg.data.phantom_context``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ from scipy.ndimage import gaussian_filter
 
 from textdiffseg.data.label_maps import PHANTOM_LABEL_NAMES
 from textdiffseg.data.phantom_anatomy import ANATOMIES, vary_layout
+from textdiffseg.data.phantom_context import (
+    CONTEXTS,
+    Body,
+    carve_gallbladder,
+    left_lobe,
+    paint_pelvis,
+    paint_psoas,
+    paint_ribs,
+    paint_small_bowel,
+    paint_stomach,
+    paint_table,
+)
 from textdiffseg.data.phantom_shapes import Blob, Box, Tube, VoxelGrid
 
 LABEL_VALUE = {name: value for value, name in PHANTOM_LABEL_NAMES.items()}
@@ -46,6 +60,8 @@ class PhantomConfig:
     randomise: str = "default"  # "wide": + contrast phase, per-structure HU shifts, noise, blur, slice thickness
     anatomy: str = "default"  # "wide": organs moved, resized and turned far more; "real": the same around a real
     # abdomen's organ positions (textdiffseg.data.phantom_anatomy)
+    context: str = "plain"  # "rich": + ribs, pelvis, psoas, stomach, small bowel, table, liver left lobe,
+    # gallbladder (textdiffseg.data.phantom_context)
 
 
 def _widen(hu: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple:
@@ -108,9 +124,12 @@ class _Canvas:
             self.label[box][mask] = label
         return mask
 
-    def texture(self, box: Box, shape: tuple[int, ...], base: float, amplitude: float) -> np.ndarray:
-        """A smooth low-frequency HU field (parenchymal heterogeneity) around ``base``."""
-        coarse = self.rng.normal(0.0, 1.0, size=tuple(max(2, s // 12) for s in shape))
+    def texture(
+        self, box: Box, shape: tuple[int, ...], base: float, amplitude: float, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """A smooth low-frequency HU field (parenchymal heterogeneity) around ``base`` (drawn from ``rng``, by
+        default the case's stream)."""
+        coarse = (rng or self.rng).normal(0.0, 1.0, size=tuple(max(2, s // 12) for s in shape))
         zoom = [s / c for s, c in zip(shape, coarse.shape)]
         from scipy.ndimage import zoom as nd_zoom
 
@@ -137,7 +156,8 @@ def _draw_grid(rng: np.random.Generator, cfg: PhantomConfig) -> VoxelGrid:
     return VoxelGrid(shape=(nxy, nxy, nz), spacing=(sx, sy, sz), origin=origin)
 
 
-def _paint_body(c: _Canvas, half_x: float, half_y: float, fat_hu: float, muscle_hu: float) -> None:
+def _paint_body(c: _Canvas, half_x: float, half_y: float, fat_hu: float, muscle_hu: float) -> float:
+    """Body ellipse: subcutaneous fat, muscle wall, visceral fat. Returns the fat layer's share of the radius."""
     g = c.grid
     box = (slice(None), slice(None), slice(None))
     x, y, z = g.open_coords(box)
@@ -150,6 +170,7 @@ def _paint_body(c: _Canvas, half_x: float, half_y: float, fat_hu: float, muscle_
     c.hu[wall] = muscle_hu
     visceral = rho <= 1.0 - fat_layer - 0.06
     c.hu[visceral] = fat_hu + 15.0
+    return float(fat_layer)
 
 
 def _paint_spine_and_vessels(c: _Canvas, half_y: float, muscle_hu: float, aorta_hu: float) -> float:
@@ -182,10 +203,12 @@ def _paint_spine_and_vessels(c: _Canvas, half_y: float, muscle_hu: float, aorta_
     return y_spine
 
 
-def _organ(c: _Canvas, blob: Blob, name: str, base_hu: float, texture: float = 8.0) -> tuple[Box | None, np.ndarray]:
+def _organ(
+    c: _Canvas, blob: Blob, name: str, base_hu: float, texture: float = 8.0, rng: np.random.Generator | None = None
+) -> tuple[Box | None, np.ndarray]:
     box, m = blob.mask(c.grid)
     if box is not None and m.any():
-        c.paint(box, m, c.texture(box, m.shape, base_hu, texture), LABEL_VALUE[name])
+        c.paint(box, m, c.texture(box, m.shape, base_hu, texture, rng), LABEL_VALUE[name])
     return box, m
 
 
@@ -203,6 +226,8 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
     cfg = cfg or PhantomConfig()
     if cfg.anatomy not in ANATOMIES:
         raise ValueError(f"anatomy must be one of {ANATOMIES}, got {cfg.anatomy!r}")
+    if cfg.context not in CONTEXTS:
+        raise ValueError(f"context must be one of {CONTEXTS}, got {cfg.context!r}")
     rng = np.random.default_rng([seed, index])
     grid = _draw_grid(rng, cfg)
     c = _Canvas(grid, rng)
@@ -210,7 +235,7 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
     fat_hu, muscle_hu = float(rng.uniform(-115, -85)), float(rng.uniform(40, 60))
     half_x = min(float(rng.uniform(135, 175)), 0.5 * grid.spacing[0] * grid.shape[0] * 0.97)
     half_y = float(rng.uniform(100, 130))
-    _paint_body(c, half_x, half_y, fat_hu, muscle_hu)
+    fat_layer = _paint_body(c, half_x, half_y, fat_hu, muscle_hu)
     y_spine = _paint_spine_and_vessels(c, half_y, muscle_hu, 120.0 + 130.0 * phase)
     jitter = lambda s: rng.normal(0.0, s, 3)  # noqa: E731 - tiny local helper
 
@@ -272,7 +297,17 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
         )
         liver, spleen, pancreas, colon = blobs["liver"], blobs["spleen"], tubes["pancreas"], tubes["colon"]
         kidneys = {name: blobs[name] for name in kidneys}
+    context = np.random.default_rng([seed, index, 4]) if cfg.context == "rich" else None  # its own stream
+    body = Body(half_x, half_y, fat_layer, y_spine)
+    if context is not None:  # soft tissue into the fat before the organs, which cover it where they meet
+        paint_psoas(c, body, context, muscle_hu)
+        paint_small_bowel(c, body, context, phase)
+        paint_stomach(c, body, context, phase, float(liver.center[2]))
+        paint_table(c, body, context)
     _organ(c, liver, "liver", liver_hu, texture=6.0)
+    if context is not None:
+        _organ(c, left_lobe(body, liver, context), "liver", liver_hu, texture=6.0, rng=context)
+        carve_gallbladder(c, liver, LABEL_VALUE["liver"], context)
     _organ(c, spleen, "spleen", 70.0 + 55.0 * phase)
     kidney_boxes = {}
     for name, blob in kidneys.items():
@@ -290,6 +325,10 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
         gas = rng.random() < 0.6
         lumen_hu = np.float32(-900.0 if gas else rng.uniform(0, 25))
         c.paint(box, m, np.where(rel < 0.72, lumen_hu, 45.0 + 20.0 * phase).astype(np.float32), LABEL_VALUE["colon"])
+
+    if context is not None:  # bones after the organs, never over them
+        paint_ribs(c, body, context)
+        paint_pelvis(c, body, context)
 
     # Tumours: type (index % 4) is always present so any 4 consecutive cases contain every tumour label.
     tumours: dict[str, int] = {}
@@ -492,6 +531,13 @@ def main(argv: list[str] | None = None) -> int:
         "side (combines with --randomise); real: the same around the spleen, pancreas and kidney positions of a real "
         "abdomen",
     )
+    p.add_argument(
+        "--context",
+        choices=CONTEXTS,
+        default="plain",
+        help="rich: + ribs, pelvis, psoas, stomach, small bowel loops, CT table, the liver's left lobe and a "
+        "gallbladder around the organs (the plain series is unchanged)",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print the per-label table")
     args = p.parse_args(argv)
     if args.n < 1:
@@ -499,7 +545,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.spacing and min(args.spacing) <= 0:
         p.error("--spacing must be positive")
     cfg = PhantomConfig(
-        spacing=tuple(args.spacing) if args.spacing else None, randomise=args.randomise, anatomy=args.anatomy
+        spacing=tuple(args.spacing) if args.spacing else None,
+        randomise=args.randomise,
+        anatomy=args.anatomy,
+        context=args.context,
     )
     stats = write_dataset(args.out, args.n, args.seed, cfg)
     if not args.quiet:

@@ -1,0 +1,55 @@
+"""``context="rich"`` phantoms (issue 12 part 3): ribs, pelvis, stomach, bowel gas, table and the liver's left lobe
+around the same organs, from their own random stream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from textdiffseg.data.phantom import LABEL_VALUE, PhantomConfig, generate_case, main
+
+COARSE = (4.0, 4.0, 4.0)
+UNCHANGED = [v for name, v in LABEL_VALUE.items() if name not in ("liver", "liver tumor")]
+
+
+def _pair(index: int) -> tuple:
+    plain = generate_case(3, index, PhantomConfig(spacing=COARSE, randomise="wide"))
+    rich = generate_case(3, index, PhantomConfig(spacing=COARSE, randomise="wide", context="rich"))
+    return plain, rich
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_rich_context_keeps_every_label_but_the_liver_and_adds_bone_and_gas(index: int) -> None:
+    plain, rich = _pair(index)
+    for value in UNCHANGED:  # context is unlabelled and drawn from its own stream
+        assert np.array_equal(plain.label == value, rich.label == value), value
+    bone = lambda case: int(((case.image > 200) & (case.label == 0)).sum())  # noqa: E731 (blurred at 4 mm)
+    assert bone(rich) > 1.3 * bone(plain), (bone(plain), bone(rich))  # ribs, pelvis (and oral contrast)
+    inside = plain.image > -300  # the plain phantom's body (fat and everything denser)
+    gas = lambda case: int(((case.image < -700) & inside & (case.label == 0)).sum())  # noqa: E731
+    assert gas(rich) > gas(plain) + 50, (gas(plain), gas(rich))  # stomach gas cap and small-bowel loops
+
+
+def test_rich_liver_crosses_the_midline_in_front() -> None:
+    """The left lobe: liver voxels on the patient's left (world x < 0) grow; the liver stays the liver label."""
+    left = []
+    for index in range(3):
+        plain, rich = _pair(index)
+        x_world = lambda case: case.affine[0, 0] * np.arange(case.label.shape[0]) + case.affine[0, 3]  # noqa: E731
+        liver = LABEL_VALUE["liver"]
+        left.append(tuple(int((case.label[x_world(case) < -20] == liver).sum()) for case in (plain, rich)))
+    assert all(r > p for p, r in left), left
+
+
+def test_plain_context_is_the_default_series_and_the_option_is_checked(tmp_path: Path) -> None:
+    default = generate_case(3, 0, PhantomConfig(spacing=COARSE))
+    plain = generate_case(3, 0, PhantomConfig(spacing=COARSE, context="plain"))
+    assert np.array_equal(default.image, plain.image) and np.array_equal(default.label, plain.label)
+    with pytest.raises(ValueError, match="context"):
+        generate_case(0, 0, PhantomConfig(spacing=COARSE, context="busy"))
+    args = ["--out", str(tmp_path / "p"), "--n", "1", "--spacing", *map(str, COARSE), "--context", "rich", "--quiet"]
+    assert main(args) == 0 and (tmp_path / "p" / "imagesTr" / "phantom_000.nii.gz").exists()
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "q"), "--context", "busy"])
