@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from server_harness import ADMIN_CONF, copy_app, start_server  # noqa: E402
 from textdiffseg.checkpoint import load_for_inference, read_config  # noqa: E402
 from textdiffseg.data.folders import LabelledCase, load_folder  # noqa: E402
-from textdiffseg.finetune import known_phantom_cases, phantom_set  # noqa: E402
+from textdiffseg.finetune import known_cases, phantom_set  # noqa: E402
 from textdiffseg.inference import Segmenter  # noqa: E402
 from textdiffseg.model_scores import dice, structure_dice  # noqa: E402
 from textdiffseg.prompt_match import trained_structures  # noqa: E402
@@ -78,7 +78,7 @@ def known_structure_dice(ckpt: Path, folder: Path) -> dict[str, float]:
     """Dice per structure the checkpoint records as trained, on the check phantoms."""
     known = trained_structures(read_config(ckpt))
     model, encoder = load_for_inference(ckpt)
-    scores = structure_dice(model, encoder, known_phantom_cases(folder, known))
+    scores = structure_dice(model, encoder, known_cases(folder, known, id_suffix=""))
     return {name: round(value, 4) for name, value in scores.items()}
 
 

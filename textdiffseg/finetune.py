@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from textdiffseg.data.folders import LabelledCase, load_folder
-from textdiffseg.data.label_maps import PHANTOM_TARGETS
 from textdiffseg.data.phantom import PhantomConfig, write_dataset
 
 PHANTOM_SPACING = (2.5, 2.5, 2.5)
@@ -85,26 +84,16 @@ def phantom_set(folder: Path, seed: int, n: int) -> Path:
     return folder
 
 
-def known_phantom_cases(folder: Path, known: Iterable[str]) -> list[LabelledCase]:
-    """The phantom cases of ``folder`` with only the structures in ``known`` as targets (none known: no case)."""
-    keep = set(known) & set(PHANTOM_TARGETS)
-    if not keep:
-        return []
-    return [
-        LabelledCase(c.case_id, c.image, c.label, {k: v for k, v in c.targets.items() if k in keep})
-        for c in load_folder(folder)
-    ]
-
-
-def known_cases(folder: Path, known: Iterable[str]) -> list[LabelledCase]:
-    """The cases of a dataset folder (the real CT a checkpoint was trained on) with only the structures in
-    ``known`` as targets; a case holding none of them is left out."""
+def known_cases(folder: Path, known: Iterable[str], id_suffix: str = "_rehearsal") -> list[LabelledCase]:
+    """The cases of a dataset folder (the real CT a checkpoint was trained on, or the regression phantoms) with only
+    the structures in ``known`` as targets; a case holding none of them is left out. Case ids get ``id_suffix``
+    (rehearsal cases must not share an id with the site's own; the regression phantoms keep theirs)."""
     keep = set(known)
     cases = []
     for case in load_folder(folder):
         targets = {name: values for name, values in case.targets.items() if name in keep}
         if targets:
-            cases.append(LabelledCase(f"{case.case_id}_rehearsal", case.image, case.label, targets))
+            cases.append(LabelledCase(f"{case.case_id}{id_suffix}", case.image, case.label, targets))
     return cases
 
 

@@ -21,7 +21,6 @@ from textdiffseg.finetune import (
     REHEARSAL_SEED,
     Recipe,
     known_cases,
-    known_phantom_cases,
     mixed_weights,
     phantom_set,
     split_validation,
@@ -117,7 +116,7 @@ def plan_run(
     teacher: list[LabelledCase] = []
     if rehearsal and known:
         folder = phantom_set(phantom_dir / f"rehearsal_{REHEARSAL_SEED}", REHEARSAL_SEED, REHEARSAL_CASES)
-        phantoms = known_phantom_cases(folder, known)
+        phantoms = known_cases(folder, known, id_suffix="")
         if not phantoms:
             logger.info("no phantom rehearsal: the phantoms draw none of the %d structures the model knows", len(known))
         if real_dir is not None:

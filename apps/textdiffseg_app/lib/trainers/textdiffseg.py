@@ -61,7 +61,7 @@ from lib.trainers.train_params import RECIPE, TrainParams, parse_train_params
 from lib.trainers.train_stats import TrainStats
 from textdiffseg.atomic_files import copy_atomic, write_json_atomic
 from textdiffseg.checkpoint import read_config
-from textdiffseg.finetune import REGRESSION_CASES, REGRESSION_SEED, known_cases, known_phantom_cases, phantom_set
+from textdiffseg.finetune import REGRESSION_CASES, REGRESSION_SEED, known_cases, phantom_set
 from textdiffseg.launch import run_distributed
 from textdiffseg.model_scores import validation_scorer
 from textdiffseg.prompt_match import trained_structures
@@ -207,7 +207,7 @@ class TextDiffSegTrainer(BasicTrainTask):
         folder = phantom_set(
             Path(self._model_dir) / "phantoms" / f"regression_{REGRESSION_SEED}", REGRESSION_SEED, REGRESSION_CASES
         )
-        regression = known_phantom_cases(folder, known)
+        regression = known_cases(folder, known, id_suffix="")
         if self.settings.rehearsal_data is not None:  # real anatomy the phantoms do not draw (lungs, vessels, bones)
             regression += known_cases(self.settings.rehearsal_data, known)
         return publish_gate(
