@@ -3,9 +3,10 @@
 # on the shipped model's GPU recipe (medium_gpu_round.sh's ship_gpu: 40 % absent-structure prompts, lr 3e-4 cosine,
 # 8 patches a step) (issue 12, README "Tissue looks"):
 #   bash scripts/gpu_recipe/anatomy_round.sh MINUTES     (after `make gpu-recipe-upload`; carry .devdata and .whl)
-#   anat_gpu:  + 48 phantoms laid out like the real abdomen, with wide anatomy and wide HU (seed 400, `--anatomy real
-#              --randomise wide`) at the weight of the wide phantoms, and half the patches given another scan's tissue
-#              look (--tissue-prob 0.5);
+#   anat_gpu:  + 48 phantoms laid out like the real abdomen, with wide anatomy and wide HU and a patient's
+#              surroundings (seed 400, `--anatomy real --randomise wide --context rich`: README "Phantoms with a
+#              patient's surroundings", where they beat the same phantoms without them on every set) at the weight of
+#              the wide phantoms, and half the patches given another scan's tissue look (--tissue-prob 0.5);
 #   ctrl_gpu:  the same recipe without them, the control at equal GPU time.
 # Score both on the CPU afterwards against the independent family (both seeds), the held-out phantoms and the real CT
 # (README "Tissue looks": python -m textdiffseg.evaluate per set, scripts/compare_evals.py). Weights come back as
@@ -16,7 +17,7 @@ MINUTES=${1:-7}
 A=runs/gpu_anatomy
 N_ANATOMY=${N_ANATOMY:-48}
 $PY -m textdiffseg.data.phantom --spacing 2.5 2.5 2.5 --quiet --out $A/phantom_anatomy --n "$N_ANATOMY" --seed 400 \
-  --anatomy real --randomise wide || exit 1
+  --anatomy real --randomise wide --context rich || exit 1
 echo "anatomy phantoms ready at $SECONDS s"
 LIMIT=(--device "${DEVICE:-cuda}" --steps "${STEPS:-100000}" --workers 6)
 COMMON=("${CURATED_RECIPE[@]}" --forget-untrained --negative-fraction 0.4 --lr 3e-4 --max-minutes "$MINUTES" "${LIMIT[@]}")

@@ -28,6 +28,7 @@ from scipy.ndimage import gaussian_filter
 
 from textdiffseg.data.label_maps import PHANTOM_LABEL_NAMES
 from textdiffseg.data.phantom_anatomy import ANATOMIES, vary_layout
+from textdiffseg.data.phantom_canvas import Canvas
 from textdiffseg.data.phantom_context import (
     CONTEXTS,
     Body,
@@ -96,48 +97,6 @@ class PhantomCase:
     tumours: dict[str, int] = field(default_factory=dict)  # host organ -> number of lesions
 
 
-class _Canvas:
-    """HU image and label map being painted; later paint wins where masks overlap."""
-
-    def __init__(self, grid: VoxelGrid, rng: np.random.Generator) -> None:
-        self.grid = grid
-        self.rng = rng
-        self.hu = np.full(grid.shape, -1000.0, np.float32)
-        self.label = np.zeros(grid.shape, np.uint8)
-
-    def paint(
-        self,
-        box: Box | None,
-        mask: np.ndarray,
-        hu: float | np.ndarray,
-        label: int | None = None,
-        within: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Write ``hu`` (and ``label``) where ``mask`` (and, if given, ``within`` on the same box) is true."""
-        if box is None or not mask.any():
-            return mask
-        if within is not None:
-            mask = mask & within
-        region = self.hu[box]
-        region[mask] = hu[mask] if isinstance(hu, np.ndarray) else hu
-        if label is not None:
-            self.label[box][mask] = label
-        return mask
-
-    def texture(
-        self, box: Box, shape: tuple[int, ...], base: float, amplitude: float, rng: np.random.Generator | None = None
-    ) -> np.ndarray:
-        """A smooth low-frequency HU field (parenchymal heterogeneity) around ``base`` (drawn from ``rng``, by
-        default the case's stream)."""
-        coarse = (rng or self.rng).normal(0.0, 1.0, size=tuple(max(2, s // 12) for s in shape))
-        zoom = [s / c for s, c in zip(shape, coarse.shape)]
-        from scipy.ndimage import zoom as nd_zoom
-
-        field_ = nd_zoom(coarse, zoom, order=1)[: shape[0], : shape[1], : shape[2]]
-        field_ = np.pad(field_, [(0, s - f) for s, f in zip(shape, field_.shape)], mode="edge")
-        return (base + amplitude * field_).astype(np.float32)
-
-
 def _draw_grid(rng: np.random.Generator, cfg: PhantomConfig) -> VoxelGrid:
     if cfg.spacing is not None:
         sx, sy, sz = (float(s) for s in cfg.spacing)
@@ -156,7 +115,7 @@ def _draw_grid(rng: np.random.Generator, cfg: PhantomConfig) -> VoxelGrid:
     return VoxelGrid(shape=(nxy, nxy, nz), spacing=(sx, sy, sz), origin=origin)
 
 
-def _paint_body(c: _Canvas, half_x: float, half_y: float, fat_hu: float, muscle_hu: float) -> float:
+def _paint_body(c: Canvas, half_x: float, half_y: float, fat_hu: float, muscle_hu: float) -> float:
     """Body ellipse: subcutaneous fat, muscle wall, visceral fat. Returns the fat layer's share of the radius."""
     g = c.grid
     box = (slice(None), slice(None), slice(None))
@@ -173,7 +132,7 @@ def _paint_body(c: _Canvas, half_x: float, half_y: float, fat_hu: float, muscle_
     return float(fat_layer)
 
 
-def _paint_spine_and_vessels(c: _Canvas, half_y: float, muscle_hu: float, aorta_hu: float) -> float:
+def _paint_spine_and_vessels(c: Canvas, half_y: float, muscle_hu: float, aorta_hu: float) -> float:
     """Spine, paraspinal muscles, aorta and IVC. Returns the y (mm) of the vertebral body centre."""
     g, rng = c.grid, c.rng
     z_lo, z_hi = sorted((g.axis_world(2)[0], g.axis_world(2)[-1]))
@@ -204,7 +163,7 @@ def _paint_spine_and_vessels(c: _Canvas, half_y: float, muscle_hu: float, aorta_
 
 
 def _organ(
-    c: _Canvas, blob: Blob, name: str, base_hu: float, texture: float = 8.0, rng: np.random.Generator | None = None
+    c: Canvas, blob: Blob, name: str, base_hu: float, texture: float = 8.0, rng: np.random.Generator | None = None
 ) -> tuple[Box | None, np.ndarray]:
     box, m = blob.mask(c.grid)
     if box is not None and m.any():
@@ -230,7 +189,7 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
         raise ValueError(f"context must be one of {CONTEXTS}, got {cfg.context!r}")
     rng = np.random.default_rng([seed, index])
     grid = _draw_grid(rng, cfg)
-    c = _Canvas(grid, rng)
+    c = Canvas(grid, rng)
     phase = float(rng.uniform(0.7, 1.3))  # contrast timing / dose: scales every enhancement
     fat_hu, muscle_hu = float(rng.uniform(-115, -85)), float(rng.uniform(40, 60))
     half_x = min(float(rng.uniform(135, 175)), 0.5 * grid.spacing[0] * grid.shape[0] * 0.97)

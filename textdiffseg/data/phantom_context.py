@@ -22,34 +22,17 @@ down before the labelled organs (which cover them where they meet) and only into
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
-from textdiffseg.data.phantom_shapes import Blob, Box, Tube, VoxelGrid
+from textdiffseg.data.phantom_canvas import Canvas
+from textdiffseg.data.phantom_shapes import Blob, Box, Tube
 
 CONTEXTS = ("plain", "rich")  # PhantomConfig.context / --context
 BODY_CENTRE_Y_MM = -10.0  # the body ellipse's centre (phantom._paint_body)
 FAT_MAX_HU = -20.0  # context soft tissue goes only where the canvas still holds fat (or air)
 BONE_HU = (250.0, 700.0)  # marrow, cortex
 GAS_HU = -900.0
-
-
-class Canvas(Protocol):
-    """What the phantom's canvas offers (``phantom._Canvas``)."""
-
-    grid: VoxelGrid
-    hu: np.ndarray
-    label: np.ndarray
-
-    def paint(
-        self,
-        box: Box | None,
-        mask: np.ndarray,
-        hu: float | np.ndarray,
-        label: int | None = None,
-        within: np.ndarray | None = None,
-    ) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
