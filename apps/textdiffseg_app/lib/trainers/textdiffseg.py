@@ -168,9 +168,7 @@ class TextDiffSegTrainer(BasicTrainTask):
                 )
                 hooks = TrainHooks(on_progress=stats.progress, validate=validate)
                 summary = run_training(options, encoder, plan.train, hooks, plan.weights)
-            if self.settings.publish_gate:
-                stats.update(status="RUNNING", phase="publish gate: scoring the candidate and the served model")
-            decision = self._gate(served, Path(summary["model"]), plan, params.device)
+            decision = self._gate(served, Path(summary["model"]), plan, params.device, stats)
             published = copy_atomic(summary["model"], self.settings.published_model) if decision.publish else None
         except Exception as err:  # record the failure for /info, then let MONAI Label report the task as ERROR
             line = stats.error(err)
@@ -196,13 +194,17 @@ class TextDiffSegTrainer(BasicTrainTask):
         stats.write()
         return stats.data
 
-    def _gate(self, served: Path | None, candidate: Path, plan: RunPlan, device: str) -> GateDecision:
+    def _gate(
+        self, served: Path | None, candidate: Path, plan: RunPlan, device: str, stats: TrainStats
+    ) -> GateDecision:
         """Score the candidate against the served model (validation share + phantom regression set + the real CT
-        of ``rehearsal_data``, which the served model was trained on: does it still do what it did there)."""
+        of ``rehearsal_data``, which the served model was trained on: does it still do what it did there); the
+        run's stats say so while it scores."""
         if served is None:
             return GateDecision(True, "published: no model was served before")
         if not self.settings.publish_gate:
             return GateDecision(True, "published unscored: the publish gate is off (--conf publish_gate false)")
+        stats.update(status="RUNNING", phase="publish gate: scoring the candidate and the served model")
         known = trained_structures(read_config(served))
         folder = phantom_set(
             Path(self._model_dir) / "phantoms" / f"regression_{REGRESSION_SEED}", REGRESSION_SEED, REGRESSION_CASES
