@@ -38,23 +38,15 @@ def main(argv: list[str] | None = None) -> None:
         # voxel index grows towards the patient's left and back: flip y, front up (the right stays on the left)
         ct = np.clip((case.image[:, ::-1].astype(np.float32) + 200) / 500, 0, 1)
         label = case.label[:, ::-1]
-        views = [
-            (
-                "axial, spleen",
-                ct[:, :, _centre_slice(label, "spleen")].T,
-                label[:, :, _centre_slice(label, "spleen")].T,
-            ),
-            (
-                "axial, left kidney",
-                ct[:, :, _centre_slice(label, "left kidney")].T,
-                label[:, :, _centre_slice(label, "left kidney")].T,
-            ),
-            ("coronal", ct[:, ct.shape[1] // 2 - 12, :].T, label[:, ct.shape[1] // 2 - 12, :].T),
-        ]
-        for ax, (title, image, labels) in zip(axes[row], views):
-            ax.imshow(image, cmap="gray", origin="lower")
+        cuts = {
+            "axial, spleen": (slice(None), slice(None), _centre_slice(label, "spleen")),
+            "axial, left kidney": (slice(None), slice(None), _centre_slice(label, "left kidney")),
+            "coronal": (slice(None), ct.shape[1] // 2 - 12, slice(None)),
+        }
+        for ax, (title, cut) in zip(axes[row], cuts.items()):
+            ax.imshow(ct[cut].T, cmap="gray", origin="lower")
             for name, colour in OUTLINES.items():
-                mask = labels == LABEL_VALUE[name]
+                mask = (label[cut] == LABEL_VALUE[name]).T
                 if mask.any():
                     ax.contour(mask.astype(float), levels=[0.5], colors=colour, linewidths=0.8)
             ax.set_title(f"--context {context}: {title}", fontsize=9)

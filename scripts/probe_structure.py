@@ -23,6 +23,7 @@ from monai.transforms import EnsureChannelFirst, LoadImage, Orientation
 from textdiffseg.checkpoint import load_for_inference
 from textdiffseg.data.folders import load_folder
 from textdiffseg.inference import Segmenter
+from textdiffseg.model_scores import dice
 
 HU_RAISES = (30.0, 60.0, 100.0)
 CROP_HALF_MM = (80.0, 160.0)
@@ -66,10 +67,9 @@ def main(ckpt: str, folder: str, index: int, structure: str) -> None:
         with torch.inference_mode():
             probability = segmenter.predict(probed, [structure]).probability[0]
         mask = probability > 0.5
-        dice = 2 * (mask & target).sum() / max(mask.sum() + target.sum(), 1)
         print(
             f"{case.case_id} {structure} | {name:26s} | prob in truth {probability[target].mean():.2f} | "
-            f"Dice {dice:.2f} | painted {int(mask.sum())}",
+            f"Dice {dice(mask, target):.2f} | painted {int(mask.sum())}",
             flush=True,
         )
 
