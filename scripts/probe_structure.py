@@ -56,7 +56,12 @@ def probes(image: MetaTensor, truth: np.ndarray) -> Iterator[tuple[str, MetaTens
 
 def main(ckpt: str, folder: str, index: int, structure: str) -> None:
     """Print one line per probe."""
-    case = load_folder(folder)[index]
+    cases = load_folder(folder)
+    if not 0 <= index < len(cases):
+        raise SystemExit(f"{folder} has {len(cases)} cases; CASE_INDEX must be 0..{len(cases) - 1}")
+    case = cases[index]
+    if structure not in case.targets:
+        raise SystemExit(f"{case.case_id} does not annotate {structure!r}; it has: {', '.join(sorted(case.targets))}")
     image = _load(str(case.image))
     truth = np.isin(np.asarray(_load(str(case.label))[0]).round().astype(int), case.targets[structure])
     if not truth.any():

@@ -33,7 +33,12 @@ def main(out: str, structure: str, specs: list[str]) -> None:
     fig, axes = plt.subplots(len(specs), 3, figsize=(10, 3.4 * len(specs)), squeeze=False)
     for row, spec in zip(axes, specs):
         folder, index = spec.rsplit(":", 1)
-        case = load_folder(folder)[int(index)]
+        cases = load_folder(folder)
+        if not 0 <= int(index) < len(cases):
+            raise SystemExit(f"{folder} has {len(cases)} cases; CASE_INDEX must be 0..{len(cases) - 1}")
+        case = cases[int(index)]
+        if structure not in case.targets:
+            raise SystemExit(f"{case.case_id} does not annotate {structure!r}")
         ct = np.clip((_on_grid(str(case.image), "bilinear") + 200) / 500, 0, 1)
         label = _on_grid(str(case.label), "nearest").round()
         target = np.isin(label, case.targets[structure])
