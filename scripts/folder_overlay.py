@@ -15,18 +15,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from monai.transforms import EnsureChannelFirst, LoadImage, Orientation  # noqa: E402
 
 from textdiffseg.checkpoint import load_for_inference  # noqa: E402
 from textdiffseg.data.folders import load_folder  # noqa: E402
+from textdiffseg.data.volumes import load_ras  # noqa: E402
 from textdiffseg.inference import Segmenter  # noqa: E402
 
 
 def main(ckpt: str, folder: str, index: int, prompts: list[str], out: str) -> None:
     """Segment ``prompts`` on case ``index`` of ``folder`` and write the panels to ``out``."""
     case = load_folder(folder)[index]
-    image = Orientation(axcodes="RAS")(EnsureChannelFirst()(LoadImage(image_only=True)(str(case.image))))
-    label = Orientation(axcodes="RAS")(EnsureChannelFirst()(LoadImage(image_only=True)(str(case.label))))
+    image = load_ras(case.image)
+    label = load_ras(case.label)
     label = np.asarray(label[0]).round().astype(np.int32)
     model, encoder = load_for_inference(ckpt)
     with torch.inference_mode():

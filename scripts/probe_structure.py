@@ -5,7 +5,8 @@ probe, the mean probability inside the truth, Dice and the voxels painted (no po
 
 - **HU**: the structure's own voxels raised by 30, 60 and 100 HU (is it its contrast to the neighbours?);
 - **crop**: the CT cut to 160 and 320 mm around the structure's centre (is it something elsewhere in the scan?);
-- **scale**: the voxel size told to the model times 0.8 and 1.2 in-plane (is it its size?).
+- **scale**: the voxel size told to the model times 0.8 and 1.2 in-plane (is it its size?);
+- **texture**: Gaussian noise of 15 and 30 HU added, and the CT smoothed by one voxel (is it how grainy it is?).
 
 Used on the independent phantom family's spleen (README "Phantoms with a patient's surroundings").
 """
@@ -18,20 +19,18 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import EnsureChannelFirst, LoadImage, Orientation
+from scipy.ndimage import gaussian_filter
 
 from textdiffseg.checkpoint import load_for_inference
 from textdiffseg.data.folders import load_folder
+from textdiffseg.data.volumes import load_ras
 from textdiffseg.inference import Segmenter
 from textdiffseg.model_scores import dice
 
 HU_RAISES = (30.0, 60.0, 100.0)
 CROP_HALF_MM = (80.0, 160.0)
 INPLANE_SCALES = (0.8, 1.2)
-
-
-def _load(path: str) -> MetaTensor:
-    return Orientation(axcodes="RAS")(EnsureChannelFirst()(LoadImage(image_only=True)(path)))
+NOISE_HU = (15.0, 30.0)
 
 
 def probes(image: MetaTensor, truth: np.ndarray) -> Iterator[tuple[str, MetaTensor, np.ndarray]]:
@@ -52,6 +51,13 @@ def probes(image: MetaTensor, truth: np.ndarray) -> Iterator[tuple[str, MetaTens
         affine[:3, :2] *= scale
         scaled.affine = affine
         yield f"in-plane scale x{scale}", scaled, truth
+    for sigma in NOISE_HU:
+        noisy = image.clone()
+        noisy[0] += torch.randn(noisy.shape[1:], generator=torch.Generator().manual_seed(0)) * sigma
+        yield f"noise {sigma:.0f} HU", noisy, truth
+    smoothed = image.clone()
+    smoothed[0] = torch.as_tensor(gaussian_filter(np.asarray(image[0], dtype=np.float32), sigma=1.0))
+    yield "smoothed 1 voxel", smoothed, truth
 
 
 def main(ckpt: str, folder: str, index: int, structure: str) -> None:
@@ -62,8 +68,8 @@ def main(ckpt: str, folder: str, index: int, structure: str) -> None:
     case = cases[index]
     if structure not in case.targets:
         raise SystemExit(f"{case.case_id} does not annotate {structure!r}; it has: {', '.join(sorted(case.targets))}")
-    image = _load(str(case.image))
-    truth = np.isin(np.asarray(_load(str(case.label))[0]).round().astype(int), case.targets[structure])
+    image = load_ras(case.image)
+    truth = np.isin(np.asarray(load_ras(case.label)[0]).round().astype(int), case.targets[structure])
     if not truth.any():
         raise SystemExit(f"{case.case_id} has no {structure}")
     model, encoder = load_for_inference(ckpt)

@@ -15,16 +15,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from monai.transforms import EnsureChannelFirst, LoadImage, Orientation, Spacing  # noqa: E402
+from monai.transforms import Spacing  # noqa: E402
 
 from textdiffseg.data.folders import load_folder  # noqa: E402
+from textdiffseg.data.volumes import load_ras  # noqa: E402
 
 SPACING_MM = 2.5
 HALF_VOXELS = 40  # 100 mm either side of the centre
 
 
 def _on_grid(path: str, mode: str) -> np.ndarray:
-    volume = Orientation(axcodes="RAS")(EnsureChannelFirst()(LoadImage(image_only=True)(path)))
+    volume = load_ras(path)
     return np.asarray(Spacing(pixdim=(SPACING_MM,) * 3, mode=mode)(volume)[0])
 
 

@@ -18,16 +18,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from monai.transforms import EnsureChannelFirst, LoadImage, Orientation  # noqa: E402
 
 from textdiffseg.checkpoint import load_for_inference  # noqa: E402
+from textdiffseg.data.volumes import load_ras  # noqa: E402
 from textdiffseg.inference import Segmenter  # noqa: E402
 
 ORGANS = ("liver", "spleen", "left kidney", "right kidney")
 
 
 def main(out: str, image_path: str, models: list[str]) -> None:
-    image = Orientation(axcodes="RAS")(EnsureChannelFirst()(LoadImage(image_only=True)(image_path)))
+    image = load_ras(image_path)
     ct = np.clip((np.asarray(image[0]) + 200) / 500, 0, 1)
     rows = []
     for item in models:

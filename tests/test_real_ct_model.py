@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai.transforms import EnsureChannelFirst, LoadImage, Orientation
+from monai.transforms import EnsureChannelFirst, LoadImage
 
 from textdiffseg.checkpoint import load_for_inference, read_config
 from textdiffseg.data import realct
+from textdiffseg.data.volumes import load_ras
 from textdiffseg.inference import Segmenter
 from textdiffseg.model_scores import dice as overlap
 from textdiffseg.postprocess import LUNG_SHARE, lung_share
@@ -95,15 +96,8 @@ def test_shipped_model_paints_no_abdominal_organ_in_the_upper_chest_of_a_chest_c
     path = REALCT / "imagesTr" / "ts_chest_cta.nii.gz"
     if not path.is_file():
         realct.build(REALCT, ROOT / "datasets" / "downloads")
-    image = Orientation(axcodes="RAS")(EnsureChannelFirst()(LoadImage(image_only=True)(str(path))))
-    heart = (
-        Orientation(axcodes="RAS")(
-            EnsureChannelFirst()(LoadImage(image_only=True)(str(REALCT / "labelsTr" / "ts_chest_cta.nii.gz")))
-        )[0]
-        .numpy()
-        .round()
-        == HEART_LABEL
-    )
+    image = load_ras(path)
+    heart = load_ras(REALCT / "labelsTr" / "ts_chest_cta.nii.gz")[0].numpy().round() == HEART_LABEL
     abdominal = ["liver", "spleen", "right kidney", "urinary bladder"]
     model, encoder = load_for_inference(SHIPPED)
     with torch.inference_mode():
