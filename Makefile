@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 tissue-continue anatomy-continue context-continue pacs pacs-stop bench-accuracy bench-independent bench-latency bench-clicks realct
+.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 tissue-continue anatomy-continue context-continue packed-continue pacs pacs-stop bench-accuracy bench-independent bench-latency bench-clicks realct
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -223,6 +223,17 @@ $(CONTEXT_PHANTOMS): | install
 context-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(CONTEXT_PHANTOMS) $(SHIPPED_INIT)
 	$(PY) -m textdiffseg.train $(TISSUE_STAGE) --data $(GEN)/phantom_rich --data-weight 2 \
 		--max-minutes $(CONTEXT_MINUTES) --out runs/context/run
+
+# Issue 12, organs packed in soft tissue (README "Phantoms with a patient's surroundings"): context-continue with the
+# stomach against the spleen and most of the cavity's fat turned into soft tissue (--context packed).
+PACKED_MINUTES ?= 75
+PACKED_PHANTOMS := $(GEN)/phantom_packed/dataset.json
+$(PACKED_PHANTOMS): | install
+	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_packed --n 24 --seed 400 --spacing 2.5 2.5 2.5 \
+		--anatomy real --randomise wide --context packed --quiet
+packed-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(PACKED_PHANTOMS) $(SHIPPED_INIT)
+	$(PY) -m textdiffseg.train $(TISSUE_STAGE) --data $(GEN)/phantom_packed --data-weight 2 \
+		--max-minutes $(PACKED_MINUTES) --out runs/packed/run
 
 clean-data:
 	rm -rf $(DATA)

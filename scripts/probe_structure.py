@@ -6,7 +6,10 @@ probe, the mean probability inside the truth, Dice and the voxels painted (no po
 - **HU**: the structure's own voxels raised by 30, 60 and 100 HU (is it its contrast to the neighbours?);
 - **crop**: the CT cut to 160 and 320 mm around the structure's centre (is it something elsewhere in the scan?);
 - **scale**: the voxel size told to the model times 0.8 and 1.2 in-plane (is it its size?);
-- **texture**: Gaussian noise of 15 and 30 HU added, and the CT smoothed by one voxel (is it how grainy it is?).
+- **texture**: Gaussian noise of 15 and 30 HU added, and the CT smoothed by one voxel (is it how grainy it is?);
+- **neighbours**: each other labelled structure within 30 mm of it filled with fat, -100 HU (is it one of them?).
+
+``scripts/swap_surroundings.py`` asks how far around the structure the deciding context lies.
 
 Used on the independent phantom family's spleen (README "Phantoms with a patient's surroundings").
 """
@@ -19,7 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from textdiffseg.checkpoint import load_for_inference
 from textdiffseg.data.folders import load_folder
@@ -31,10 +34,14 @@ HU_RAISES = (30.0, 60.0, 100.0)
 CROP_HALF_MM = (80.0, 160.0)
 INPLANE_SCALES = (0.8, 1.2)
 NOISE_HU = (15.0, 30.0)
+NEIGHBOUR_MM = 30.0
+FAT_HU = -100.0
 
 
-def probes(image: MetaTensor, truth: np.ndarray) -> Iterator[tuple[str, MetaTensor, np.ndarray]]:
-    """``(name, image, truth)`` for the case as given and each probe."""
+def probes(
+    image: MetaTensor, truth: np.ndarray, others: dict[str, np.ndarray]
+) -> Iterator[tuple[str, MetaTensor, np.ndarray]]:
+    """``(name, image, truth)`` for the case as given and each probe; ``others``: the case's other structures."""
     yield "as given", image, truth
     for raise_hu in HU_RAISES:
         raised = image.clone()
@@ -58,6 +65,12 @@ def probes(image: MetaTensor, truth: np.ndarray) -> Iterator[tuple[str, MetaTens
     smoothed = image.clone()
     smoothed[0] = torch.as_tensor(gaussian_filter(np.asarray(image[0], dtype=np.float32), sigma=1.0))
     yield "smoothed 1 voxel", smoothed, truth
+    near = distance_transform_edt(~truth, sampling=zooms) <= NEIGHBOUR_MM
+    for name, mask in others.items():
+        if (mask & near).any() and not (mask & truth).any():
+            emptied = image.clone()
+            emptied[0][torch.as_tensor(mask)] = FAT_HU
+            yield f"{name} -> fat", emptied, truth
 
 
 def main(ckpt: str, folder: str, index: int, structure: str) -> None:
@@ -69,12 +82,14 @@ def main(ckpt: str, folder: str, index: int, structure: str) -> None:
     if structure not in case.targets:
         raise SystemExit(f"{case.case_id} does not annotate {structure!r}; it has: {', '.join(sorted(case.targets))}")
     image = load_ras(case.image)
-    truth = np.isin(np.asarray(load_ras(case.label)[0]).round().astype(int), case.targets[structure])
+    label = np.asarray(load_ras(case.label)[0]).round().astype(int)
+    truth = np.isin(label, case.targets[structure])
     if not truth.any():
         raise SystemExit(f"{case.case_id} has no {structure}")
     model, encoder = load_for_inference(ckpt)
     segmenter = Segmenter(model, encoder, postprocess=False)
-    for name, probed, target in probes(image, truth):
+    others = {name: np.isin(label, values) for name, values in case.targets.items() if name != structure}
+    for name, probed, target in probes(image, truth, others):
         with torch.inference_mode():
             probability = segmenter.predict(probed, [structure]).probability[0]
         mask = probability > 0.5

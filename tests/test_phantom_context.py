@@ -53,3 +53,39 @@ def test_plain_context_is_the_default_series_and_the_option_is_checked(tmp_path:
     assert main(args) == 0 and (tmp_path / "p" / "imagesTr" / "phantom_000.nii.gz").exists()
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "q"), "--context", "busy"])
+
+
+def _cavity_fat(case) -> int:  # noqa: ANN001 - PhantomCase
+    """Unlabelled fat voxels (-200..-20 HU, not the subcutaneous layer: eroded body) of a case."""
+    from scipy.ndimage import binary_erosion, binary_fill_holes
+
+    body = binary_fill_holes(case.image > -300)
+    inner = binary_erosion(body, iterations=5)  # 20 mm in at 4 mm voxels
+    return int((inner & (case.image > -200) & (case.image < -20) & (case.label == 0)).sum())
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_packed_context_keeps_the_labels_and_turns_most_cavity_fat_into_soft_tissue(index: int) -> None:
+    rich = generate_case(3, index, PhantomConfig(spacing=COARSE, randomise="wide", context="rich"))
+    packed = generate_case(3, index, PhantomConfig(spacing=COARSE, randomise="wide", context="packed"))
+    for value in UNCHANGED:  # a kidney tumour grows out of its kidney only into fat, and packing leaves less of it
+        if value != LABEL_VALUE["kidney tumor"]:
+            assert np.array_equal(rich.label == value, packed.label == value), value
+    assert _cavity_fat(packed) < 0.75 * _cavity_fat(rich), (_cavity_fat(rich), _cavity_fat(packed))
+
+
+def test_packed_spleen_is_bordered_by_less_fat() -> None:
+    """What the packing is for: the unlabelled 8 mm around the spleen (stomach, bowel, mesentery) holds less fat
+    (measured: 67 % -> 49 % over three cases)."""
+    from scipy.ndimage import binary_dilation
+
+    shares = []
+    for context in ("rich", "packed"):
+        fat = 0.0
+        for index in range(3):
+            case = generate_case(3, index, PhantomConfig(spacing=COARSE, randomise="wide", context=context))
+            spleen = case.label == LABEL_VALUE["spleen"]
+            shell = binary_dilation(spleen, iterations=2) & ~spleen & (case.label == 0)
+            fat += float(((case.image[shell] > -200) & (case.image[shell] < -20)).mean())
+        shares.append(fat / 3)
+    assert shares[1] < shares[0] - 0.1, shares

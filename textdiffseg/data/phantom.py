@@ -34,6 +34,7 @@ from textdiffseg.data.phantom_context import (
     Body,
     carve_gallbladder,
     left_lobe,
+    pack_cavity,
     paint_pelvis,
     paint_psoas,
     paint_ribs,
@@ -62,7 +63,7 @@ class PhantomConfig:
     anatomy: str = "default"  # "wide": organs moved, resized and turned far more; "real": the same around a real
     # abdomen's organ positions (textdiffseg.data.phantom_anatomy)
     context: str = "plain"  # "rich": + ribs, pelvis, psoas, stomach, small bowel, table, liver left lobe,
-    # gallbladder (textdiffseg.data.phantom_context)
+    # gallbladder; "packed": rich with organs packed in soft tissue (textdiffseg.data.phantom_context)
 
 
 def _widen(hu: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple:
@@ -256,13 +257,16 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
         )
         liver, spleen, pancreas, colon = blobs["liver"], blobs["spleen"], tubes["pancreas"], tubes["colon"]
         kidneys = {name: blobs[name] for name in kidneys}
-    context = np.random.default_rng([seed, index, 4]) if cfg.context == "rich" else None  # its own stream
+    context = np.random.default_rng([seed, index, 4]) if cfg.context != "plain" else None  # its own stream
     body = Body(half_x, half_y, fat_layer, y_spine)
     if context is not None:  # soft tissue into the fat before the organs, which cover it where they meet
+        packed = cfg.context == "packed"
         paint_psoas(c, body, context, muscle_hu)
         paint_small_bowel(c, body, context, phase)
-        paint_stomach(c, body, context, phase, float(liver.center[2]))
+        paint_stomach(c, body, context, phase, float(liver.center[2]), spleen if packed else None)
         paint_table(c, body, context)
+        if packed:
+            pack_cavity(c, body, context)
     _organ(c, liver, "liver", liver_hu, texture=6.0)
     if context is not None:
         _organ(c, left_lobe(body, liver, context), "liver", liver_hu, texture=6.0, rng=context)
@@ -495,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=CONTEXTS,
         default="plain",
         help="rich: + ribs, pelvis, psoas, stomach, small bowel loops, CT table, the liver's left lobe and a "
-        "gallbladder around the organs (the plain series is unchanged)",
+        "gallbladder around the organs; packed: rich with the stomach against the spleen and most fat inside the "
+        "muscle wall turned into soft tissue (the plain series is unchanged)",
     )
     p.add_argument("--quiet", action="store_true", help="do not print the per-label table")
     args = p.parse_args(argv)

@@ -17,6 +17,15 @@ at the one real abdomen (`ts_abdomen`) rather than at that family, this module p
 
 None of it is labelled except the left lobe, so the phantom's label set is unchanged. Structures painted here go
 down before the labelled organs (which cover them where they meet) and only into fat, except bones.
+
+``context="packed"`` is ``rich`` with organs packed together as in that family and in many patients with little
+visceral fat: the stomach drawn against the spleen's front and inner side, and most of the fat inside the muscle
+wall (40-90 %, in patches) turned into soft tissue (bowel wall and mesentery, 15-45 HU); labels as ``rich``, but
+for a kidney tumour's part outside its kidney, which grows only into fat. Chosen from what the
+served model does on that family (README "Phantoms with a patient's surroundings"): an independent spleen with its
+50 mm surroundings pasted into a project phantom is found (Dice 0.61), a project phantom's spleen with the same
+surroundings pasted into the independent CT is found (0.69), and with 75 mm of the independent CT around it neither
+is; emptying the stomach beside it (to fat) makes it found in 2 of 4 cases.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import numpy as np
 from textdiffseg.data.phantom_canvas import Canvas
 from textdiffseg.data.phantom_shapes import Blob, Box, Tube
 
-CONTEXTS = ("plain", "rich")  # PhantomConfig.context / --context
+CONTEXTS = ("plain", "rich", "packed")  # PhantomConfig.context / --context
 BODY_CENTRE_Y_MM = -10.0  # the body ellipse's centre (phantom._paint_body)
 FAT_MAX_HU = -20.0  # context soft tissue goes only where the canvas still holds fat (or air)
 BONE_HU = (250.0, 700.0)  # marrow, cortex
@@ -143,9 +152,15 @@ def paint_table(c: Canvas, body: Body, rng: np.random.Generator) -> None:
     c.paint(box, foam, float(rng.uniform(-900, -700)), within=outside)
 
 
-def paint_stomach(c: Canvas, body: Body, rng: np.random.Generator, phase: float, z_liver: float) -> None:
-    """A stomach in the left upper quadrant: enhancing wall, fluid or food, a gas cap in front in 70 % of cases."""
+def paint_stomach(
+    c: Canvas, body: Body, rng: np.random.Generator, phase: float, z_liver: float, spleen: Blob | None = None
+) -> None:
+    """A stomach in the left upper quadrant: enhancing wall, fluid or food, a gas cap in front in 70 % of cases.
+
+    Given the ``spleen``, it is drawn against the spleen's front and inner (right) side instead."""
     centre = np.array([-0.3 * body.half_x, BODY_CENTRE_Y_MM + 0.25 * body.half_y, z_liver - rng.uniform(5, 25)])
+    if spleen is not None:
+        centre = spleen.center + np.array([rng.uniform(35, 50), rng.uniform(15, 35), rng.uniform(-10, 15)])
     radii = np.array([rng.uniform(30, 45), rng.uniform(22, 32), rng.uniform(35, 50)])
     stomach = Blob.random(rng, centre + rng.normal(0, 6, 3), radii, angle=rng.uniform(-0.5, 0.2))
     box, mask = stomach.mask(c.grid)
@@ -158,6 +173,20 @@ def paint_stomach(c: Canvas, body: Body, rng: np.random.Generator, phase: float,
     if rng.random() < 0.7:
         hu = np.where((level <= 0.85) & (y > stomach.center[1] + radii[1] * rng.uniform(-0.1, 0.5)), GAS_HU, hu)
     c.paint(box, mask, hu.astype(np.float32), within=_in_fat(c, box))
+
+
+def pack_cavity(c: Canvas, body: Body, rng: np.random.Generator) -> None:
+    """Turn 40-90 % of the fat inside the muscle wall, in smooth patches, into soft tissue (15-45 HU)."""
+    box = tuple(slice(0, n) for n in c.grid.shape)
+    x, y, _ = c.grid.open_coords(box)
+    depth = 1.0 - body.fat_layer - 0.04
+    inside = (x / body.half_x) ** 2 + ((y - BODY_CENTRE_Y_MM) / body.half_y) ** 2 < depth**2
+    fat = inside & (c.hu > -200.0) & (c.hu < FAT_MAX_HU)
+    if not fat.any():
+        return
+    field = c.texture(box, c.grid.shape, 0.0, 1.0, rng)
+    soft = fat & (field > np.quantile(field[fat], 1.0 - rng.uniform(0.4, 0.9)))
+    c.paint(box, soft, c.texture(box, c.grid.shape, float(rng.uniform(15, 45)), 8.0, rng))
 
 
 def paint_small_bowel(c: Canvas, body: Body, rng: np.random.Generator, phase: float) -> None:
