@@ -25,7 +25,7 @@ from monai.data import MetaTensor
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from textdiffseg.checkpoint import load_for_inference
-from textdiffseg.data.folders import load_folder
+from textdiffseg.data.folders import DatasetFolderError, case_at
 from textdiffseg.data.volumes import load_ras
 from textdiffseg.inference import Segmenter
 from textdiffseg.model_scores import dice
@@ -73,14 +73,9 @@ def probes(
             yield f"{name} -> fat", emptied, truth
 
 
-def main(ckpt: str, folder: str, index: int, structure: str) -> None:
+def main(ckpt: str, folder: str, index: str, structure: str) -> None:
     """Print one line per probe."""
-    cases = load_folder(folder)
-    if not 0 <= index < len(cases):
-        raise SystemExit(f"{folder} has {len(cases)} cases; CASE_INDEX must be 0..{len(cases) - 1}")
-    case = cases[index]
-    if structure not in case.targets:
-        raise SystemExit(f"{case.case_id} does not annotate {structure!r}; it has: {', '.join(sorted(case.targets))}")
+    case = case_at(f"{folder}:{index}", structure)
     image = load_ras(case.image)
     label = np.asarray(load_ras(case.label)[0]).round().astype(int)
     truth = np.isin(label, case.targets[structure])
@@ -103,4 +98,7 @@ def main(ckpt: str, folder: str, index: int, structure: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) != 5:
         raise SystemExit("usage: python scripts/probe_structure.py CKPT FOLDER CASE_INDEX STRUCTURE")
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    try:
+        main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4])
+    except DatasetFolderError as err:
+        raise SystemExit(str(err)) from None

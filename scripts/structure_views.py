@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from monai.transforms import Spacing  # noqa: E402
 
-from textdiffseg.data.folders import load_folder  # noqa: E402
+from textdiffseg.data.folders import DatasetFolderError, case_at  # noqa: E402
 from textdiffseg.data.volumes import load_ras  # noqa: E402
 
 SPACING_MM = 2.5
@@ -33,13 +33,7 @@ def main(out: str, structure: str, specs: list[str]) -> None:
     """One row per ``FOLDER:INDEX`` of ``specs``."""
     fig, axes = plt.subplots(len(specs), 3, figsize=(10, 3.4 * len(specs)), squeeze=False)
     for row, spec in zip(axes, specs):
-        folder, index = spec.rsplit(":", 1)
-        cases = load_folder(folder)
-        if not 0 <= int(index) < len(cases):
-            raise SystemExit(f"{folder} has {len(cases)} cases; CASE_INDEX must be 0..{len(cases) - 1}")
-        case = cases[int(index)]
-        if structure not in case.targets:
-            raise SystemExit(f"{case.case_id} does not annotate {structure!r}")
+        case = case_at(spec, structure)
         ct = np.clip((_on_grid(str(case.image), "bilinear") + 200) / 500, 0, 1)
         label = _on_grid(str(case.label), "nearest").round()
         target = np.isin(label, case.targets[structure])
@@ -67,4 +61,7 @@ def main(out: str, structure: str, specs: list[str]) -> None:
 if __name__ == "__main__":
     if len(sys.argv) < 4:
         raise SystemExit("usage: python scripts/structure_views.py OUT.png STRUCTURE FOLDER:INDEX [FOLDER:INDEX ...]")
-    main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    try:
+        main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    except DatasetFolderError as err:
+        raise SystemExit(str(err)) from None

@@ -20,7 +20,7 @@ from monai.data import MetaTensor
 from monai.transforms import Spacing
 
 from textdiffseg.checkpoint import load_for_inference
-from textdiffseg.data.folders import load_folder
+from textdiffseg.data.folders import DatasetFolderError, case_at
 from textdiffseg.data.volumes import load_ras
 from textdiffseg.inference import Segmenter
 from textdiffseg.model_scores import dice
@@ -31,13 +31,7 @@ DEFAULT_HALF_MM = (25.0, 50.0, 75.0)
 
 def _case(spec: str, structure: str) -> tuple[str, MetaTensor, np.ndarray]:
     """``(case id, CT at 2.5 mm, structure mask)`` of ``FOLDER:INDEX``."""
-    folder, index = spec.rsplit(":", 1)
-    cases = load_folder(folder)
-    if not 0 <= int(index) < len(cases):
-        raise SystemExit(f"{folder} has {len(cases)} cases; the index must be 0..{len(cases) - 1}")
-    case = cases[int(index)]
-    if structure not in case.targets:
-        raise SystemExit(f"{case.case_id} does not annotate {structure!r}; it has: {', '.join(sorted(case.targets))}")
+    case = case_at(spec, structure)
     image = Spacing(pixdim=(SPACING_MM,) * 3, mode="bilinear")(load_ras(case.image).float())
     label = Spacing(pixdim=(SPACING_MM,) * 3, mode="nearest")(load_ras(case.label).float())
     return case.case_id, image, np.isin(np.asarray(label[0]).round().astype(int), case.targets[structure])
@@ -82,4 +76,13 @@ if __name__ == "__main__":
         raise SystemExit(
             "usage: python scripts/swap_surroundings.py CKPT STRUCTURE FOLDER_A:INDEX FOLDER_B:INDEX [HALF_MM ...]"
         )
-    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], [float(h) for h in sys.argv[5:]] or list(DEFAULT_HALF_MM))
+    try:
+        main(
+            sys.argv[1],
+            sys.argv[2],
+            sys.argv[3],
+            sys.argv[4],
+            [float(h) for h in sys.argv[5:]] or list(DEFAULT_HALF_MM),
+        )
+    except DatasetFolderError as err:
+        raise SystemExit(str(err)) from None

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from textdiffseg.data.folders import DatasetFolderError, load_folder, load_kits_folder, load_msd_folder
+from textdiffseg.data.folders import DatasetFolderError, case_at, load_folder, load_kits_folder, load_msd_folder
 from textdiffseg.data.label_maps import PHANTOM_TARGETS
 from textdiffseg.data.vocabulary import PromptVocabulary
 
@@ -73,6 +73,17 @@ def test_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
 def test_phantom_folder_uses_phantom_targets(coarse_phantom_dir: Path) -> None:
     cases = load_folder(coarse_phantom_dir)
     assert len(cases) == 4 and cases[0].targets == dict(PHANTOM_TARGETS)
+
+
+def test_case_at_names_one_case_and_says_what_there_is(coarse_phantom_dir: Path) -> None:
+    cases = load_folder(coarse_phantom_dir)
+    last = len(cases) - 1
+    assert case_at(f"{coarse_phantom_dir}:{last}", "spleen") == cases[last]
+    for spec in (f"{coarse_phantom_dir}:{last + 1}", str(coarse_phantom_dir), f"{coarse_phantom_dir}:one"):
+        with pytest.raises(DatasetFolderError, match=f"has cases 0..{last}"):
+            case_at(spec)
+    with pytest.raises(DatasetFolderError, match="does not annotate 'aorta'; it has colon"):
+        case_at(f"{coarse_phantom_dir}:0", "aorta")
 
 
 def test_vocabulary_covers_every_target_and_knows_synonyms() -> None:

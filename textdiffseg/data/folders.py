@@ -136,6 +136,21 @@ def load_folder(folder: str | Path) -> list[LabelledCase]:
     return load_kits_folder(folder)
 
 
+def case_at(spec: str, structure: str | None = None) -> LabelledCase:
+    """The case ``FOLDER:INDEX`` names (index from 0), checked to annotate ``structure`` when one is given; a bad
+    index or a structure the case lacks is a :class:`DatasetFolderError` that says what there is."""
+    folder, _, index = spec.rpartition(":")
+    cases = load_folder(folder or spec)
+    if not folder or not index.isdigit() or int(index) >= len(cases):
+        raise DatasetFolderError(f"{spec}: say FOLDER:INDEX; {folder or spec} has cases 0..{len(cases) - 1}")
+    case = cases[int(index)]
+    if structure is not None and structure not in case.targets:
+        raise DatasetFolderError(
+            f"{case.case_id} does not annotate {structure!r}; it has {', '.join(sorted(case.targets))}"
+        )
+    return case
+
+
 def save_case_list(cases: list[LabelledCase], path: str | Path) -> Path:
     """Write cases as JSON (``[{"case_id", "image", "label", "targets"}]``), e.g. to hand them to ``torchrun``."""
     rows = [
