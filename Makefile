@@ -193,8 +193,9 @@ TISSUE_FROM := 3d11e10
 SHIPPED_INIT := runs/tissue/init.pt
 $(SHIPPED_INIT):
 	mkdir -p $(dir $@) && git show $(TISSUE_FROM):$(DEMO_CKPT) > $@.tmp && mv $@.tmp $@
-TISSUE_STAGE := $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.4 --tissue-prob 0.5 --seed 55 \
-	--init-from $(SHIPPED_INIT)
+# The shipped model continued on the medium mix, 40 % absent-structure prompts, half the patches given another look.
+SHIPPED_CONTINUE := $(MEDIUM_RECIPE) --negative-fraction 0.4 --tissue-prob 0.5 --init-from $(SHIPPED_INIT)
+TISSUE_STAGE := $(SHIPPED_CONTINUE) --lr 1.5e-4 --seed 55
 tissue-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(SHIPPED_INIT)
 	$(PY) -m textdiffseg.train $(TISSUE_STAGE) --max-minutes $(TISSUE_MINUTES) --out runs/tissue/run
 
@@ -244,9 +245,8 @@ $(PACKED_WIDE_PHANTOMS): | install
 	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_packed_wide --n 24 --seed 401 --spacing 2.5 2.5 2.5 \
 		--anatomy wide --randomise wide --context packed --quiet
 packed-main: install realct $(REAL_25) $(GEN_PHANTOMS) $(PACKED_PHANTOMS) $(PACKED_WIDE_PHANTOMS) $(SHIPPED_INIT)
-	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --negative-fraction 0.4 --tissue-prob 0.5 --init-from $(SHIPPED_INIT) \
-		--data $(GEN)/phantom_packed --data $(GEN)/phantom_packed_wide --data-weight 3 --data-weight 3 \
-		--lr 3e-4 --seed 56 --max-minutes $(PACKED_MAIN_MINUTES) --out runs/packed_main/run
+	$(PY) -m textdiffseg.train $(SHIPPED_CONTINUE) --data $(GEN)/phantom_packed --data $(GEN)/phantom_packed_wide \
+		--data-weight 3 --data-weight 3 --lr 3e-4 --seed 56 --max-minutes $(PACKED_MAIN_MINUTES) --out runs/packed_main/run
 
 clean-data:
 	rm -rf $(DATA)
