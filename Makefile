@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 tissue-continue anatomy-continue context-continue packed-continue packed-main pacs pacs-stop bench-accuracy bench-independent bench-latency bench-clicks realct
+.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 tissue-continue anatomy-continue context-continue packed-continue packed-main eval-phantoms pacs pacs-stop bench-accuracy bench-independent bench-latency bench-clicks realct
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -79,7 +79,7 @@ CLICK_SETS := eval_abdomen eval_rider eval_phantom_wide
 bench-clicks: install realct
 	test -d $(GEN)/eval_abdomen || $(PY) scripts/realct_eval_folder.py --realct $(REALCT) --case ts_abdomen --out $(GEN)/eval_abdomen
 	test -d $(GEN)/eval_rider || $(PY) scripts/realct_eval_folder.py --realct $(REALCT) --case rider_lung --structure "lung tumor" --out $(GEN)/eval_rider
-	test -d $(GEN)/eval_phantom_wide || $(PY) -m textdiffseg.data.phantom --out $(GEN)/eval_phantom_wide --n 4 --seed 300 --spacing 2.5 2.5 2.5 --randomise wide --quiet
+	test -d $(GEN)/eval_phantom_wide || $(call phantoms,eval_phantom_wide,4,300,--randomise wide)
 	mkdir -p runs/clicks
 	for d in $(CLICK_SETS); do \
 		$(PY) benchmarks/clicks.py --ckpt $(DEMO_CKPT) --data $(GEN)/$$d --json runs/clicks/$$d.json > runs/clicks/$$d.md || exit 1; done
@@ -103,19 +103,20 @@ demo-checkpoint: install data
 # GEN_STEPS: 1050 took 66 min on 2 heavily shared CPU cores (README); on a GPU add --device cuda and far more steps.
 GEN_STEPS ?= 1050
 GEN := runs/gen
+# One phantom series at 2.5 mm under $(GEN): $(call phantoms,FOLDER,CASES,SEED,MORE OPTIONS).
+phantoms = $(PY) -m textdiffseg.data.phantom --out $(GEN)/$(1) --n $(2) --seed $(3) --spacing 2.5 2.5 2.5 $(4) --quiet
 # The training phantoms of gen-checkpoint and the medium recipes, written once (the series are deterministic).
 GEN_PHANTOMS := $(GEN)/phantom_wide/dataset.json $(GEN)/phantom_default/dataset.json
 $(GEN)/phantom_wide/dataset.json: | install
-	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_wide --n 24 --seed 200 --spacing 2.5 2.5 2.5 --randomise wide --quiet
+	$(call phantoms,phantom_wide,24,200,--randomise wide)
 $(GEN)/phantom_default/dataset.json: | install
-	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_default --n 12 --seed 100 --spacing 2.5 2.5 2.5 --quiet
+	$(call phantoms,phantom_default,12,100)
 gen-checkpoint: install realct $(GEN_PHANTOMS)
 	$(PY) -m textdiffseg.train --data $(GEN)/phantom_wide --data $(GEN)/phantom_default --data $(REALCT) \
 		--data-weight 2 --data-weight 1 --data-weight 1.5 --exclude-case ts_abdomen \
 		--init-from $(DEMO_CKPT) --windows multi --augment --foreground-fraction 0.33 \
 		--preset small --lr 1e-3 --steps $(GEN_STEPS) --save-every 50 --seed 1 --out $(GEN)/run --no-progress
-	$(PY) -m textdiffseg.data.phantom --out $(GEN)/eval_phantom --n 4 --seed 0 --spacing 2.5 2.5 2.5 --quiet
-	$(PY) -m textdiffseg.data.phantom --out $(GEN)/eval_phantom_wide --n 4 --seed 300 --spacing 2.5 2.5 2.5 --randomise wide --quiet
+	$(MAKE) eval-phantoms
 	$(PY) scripts/realct_eval_folder.py --realct $(REALCT) --case ts_abdomen --out $(GEN)/eval_abdomen
 	for d in eval_abdomen eval_phantom eval_phantom_wide; do \
 		$(PY) -m textdiffseg.evaluate --data $(GEN)/$$d --ckpt $(GEN)/run/model.pt --json $(GEN)/run/$$d.json; done
@@ -206,8 +207,7 @@ tissue-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(SHIPPED_INIT)
 ANATOMY_MINUTES ?= 75
 ANATOMY_PHANTOMS := $(GEN)/phantom_real_anatomy/dataset.json
 $(ANATOMY_PHANTOMS): | install
-	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_real_anatomy --n 24 --seed 400 --spacing 2.5 2.5 2.5 \
-		--anatomy real --randomise wide --quiet
+	$(call phantoms,phantom_real_anatomy,24,400,--anatomy real --randomise wide)
 anatomy-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(ANATOMY_PHANTOMS) $(SHIPPED_INIT)
 	$(PY) -m textdiffseg.train $(TISSUE_STAGE) --data $(GEN)/phantom_real_anatomy --data-weight 2 \
 		--max-minutes $(ANATOMY_MINUTES) --out runs/anatomy/run
@@ -219,8 +219,7 @@ anatomy-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(ANATOMY_PHANTOMS) 
 CONTEXT_MINUTES ?= 75
 CONTEXT_PHANTOMS := $(GEN)/phantom_rich/dataset.json
 $(CONTEXT_PHANTOMS): | install
-	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_rich --n 24 --seed 400 --spacing 2.5 2.5 2.5 \
-		--anatomy real --randomise wide --context rich --quiet
+	$(call phantoms,phantom_rich,24,400,--anatomy real --randomise wide --context rich)
 context-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(CONTEXT_PHANTOMS) $(SHIPPED_INIT)
 	$(PY) -m textdiffseg.train $(TISSUE_STAGE) --data $(GEN)/phantom_rich --data-weight 2 \
 		--max-minutes $(CONTEXT_MINUTES) --out runs/context/run
@@ -230,8 +229,7 @@ context-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(CONTEXT_PHANTOMS) 
 PACKED_MINUTES ?= 75
 PACKED_PHANTOMS := $(GEN)/phantom_packed/dataset.json
 $(PACKED_PHANTOMS): | install
-	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_packed --n 24 --seed 400 --spacing 2.5 2.5 2.5 \
-		--anatomy real --randomise wide --context packed --quiet
+	$(call phantoms,phantom_packed,24,400,--anatomy real --randomise wide --context packed)
 packed-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(PACKED_PHANTOMS) $(SHIPPED_INIT)
 	$(PY) -m textdiffseg.train $(TISSUE_STAGE) --data $(GEN)/phantom_packed --data-weight 2 \
 		--max-minutes $(PACKED_MINUTES) --out runs/packed/run
@@ -242,11 +240,20 @@ packed-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(PACKED_PHANTOMS) $(
 PACKED_MAIN_MINUTES ?= 90
 PACKED_WIDE_PHANTOMS := $(GEN)/phantom_packed_wide/dataset.json
 $(PACKED_WIDE_PHANTOMS): | install
-	$(PY) -m textdiffseg.data.phantom --out $(GEN)/phantom_packed_wide --n 24 --seed 401 --spacing 2.5 2.5 2.5 \
-		--anatomy wide --randomise wide --context packed --quiet
+	$(call phantoms,phantom_packed_wide,24,401,--anatomy wide --randomise wide --context packed)
 packed-main: install realct $(REAL_25) $(GEN_PHANTOMS) $(PACKED_PHANTOMS) $(PACKED_WIDE_PHANTOMS) $(SHIPPED_INIT)
 	$(PY) -m textdiffseg.train $(SHIPPED_CONTINUE) --data $(GEN)/phantom_packed --data $(GEN)/phantom_packed_wide \
 		--data-weight 3 --data-weight 3 --lr 3e-4 --seed 56 --max-minutes $(PACKED_MAIN_MINUTES) --out runs/packed_main/run
+
+# The held-out phantom sets the README's tables score (none is trained on): default (seed 0), wide (seed 300), wide
+# with packed surroundings (seed 300) and packed in the wide layout (seed 402). Each written once.
+EVAL_PHANTOMS := eval_phantom eval_phantom_wide eval_phantom_packed eval_phantom_packed_wide
+eval-phantoms: install
+	test -d $(GEN)/eval_phantom || $(call phantoms,eval_phantom,4,0)
+	test -d $(GEN)/eval_phantom_wide || $(call phantoms,eval_phantom_wide,4,300,--randomise wide)
+	test -d $(GEN)/eval_phantom_packed || $(call phantoms,eval_phantom_packed,4,300,--randomise wide --context packed)
+	test -d $(GEN)/eval_phantom_packed_wide || \
+		$(call phantoms,eval_phantom_packed_wide,4,402,--anatomy wide --randomise wide --context packed)
 
 clean-data:
 	rm -rf $(DATA)
