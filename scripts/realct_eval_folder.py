@@ -20,7 +20,7 @@ import numpy as np
 DEFAULT_STRUCTURES = (
     "liver", "spleen", "left kidney", "right kidney", "kidney", "pancreas", "gallbladder", "stomach", "colon",
     "urinary bladder", "aorta", "inferior vena cava", "L3 vertebra",
-)
+)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
