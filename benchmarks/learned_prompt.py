@@ -9,7 +9,10 @@ on the train case itself, with the voxels painted, as JSON. ``--tokens-only`` le
 ``--organ-negatives N`` adds N patches a step from the other real cases (neither the train nor the test case) and
 the default phantoms of ``--negatives-phantoms``, prompted with the new structure and supervised as "not it" only
 on the voxels of their labelled organs (:data:`ORGANS`; :data:`textdiffseg.losses.UNKNOWN` elsewhere): an
-experiment on whether a new structure carries to another patient once it is told what it is not.
+experiment on whether a new structure carries to another patient once it is told what it is not. ``--compare-with
+PROMPT`` also scores the served model's answer to a prompt it knows (``spine`` for ``lumbar spine``) against the
+new structure's truth on both cases, before training: what the model paints already, the bar a learned part of a
+known structure has to clear.
 
 ``benchmarks/new_structure.py`` measures the same over REST with ``/train``'s defaults; this one is the 4-minute
 variant for comparing settings on 2 CPU cores.
@@ -86,13 +89,21 @@ def run(a: argparse.Namespace) -> dict:
     model, encoder = load_for_inference(a.ckpt)
     if a.structure in trained_structures(model.config):
         raise SystemExit(f"error: the checkpoint already knows {a.structure!r}")
+    cases = {c.case_id: c for c in load_folder(a.data)}
+    train_case, test_case = cases[a.train_case], cases[a.test_case]
+    served = {}
+    if a.compare_with:
+        segmenter = Segmenter(model, encoder)
+        served = {
+            "prompt": a.compare_with,
+            "test": scores(segmenter, test_case, a.structure, [a.compare_with]),
+            "train": scores(segmenter, train_case, a.structure, [a.compare_with]),
+        }
     model.config = replace(model.config, learned_prompt_length=a.tokens, extra=dict(model.config.extra))
     model = with_learned_prompts(model, [a.structure], encoder)
     groups = prompt_parameters(model, a.lr)
     if a.tokens_only:
         groups[1]["lr"] = groups[1]["lr_scale"] = 0.0
-    cases = {c.case_id: c for c in load_folder(a.data)}
-    train_case, test_case = cases[a.train_case], cases[a.test_case]
     site = LabelledCase(
         train_case.case_id, train_case.image, train_case.label, {a.structure: train_case.targets[a.structure]}
     )
@@ -134,6 +145,7 @@ def run(a: argparse.Namespace) -> dict:
         "prompts": prompts,
         "test": scores(segmenter, test_case, a.structure, prompts),
         "train": scores(segmenter, train_case, a.structure, prompts),
+        "served_before": served,
     }
 
 
@@ -154,6 +166,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prompts-per-volume", type=int, default=4)
     p.add_argument("--organ-negatives", type=int, default=0, help="negative patches a step (see the docstring)")
     p.add_argument("--negatives-phantoms", type=Path, help="a phantom folder for --organ-negatives")
+    p.add_argument("--compare-with", help="a prompt the model knows, scored against the structure's truth first")
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, help="also write the JSON here")
