@@ -2,7 +2,7 @@
 
 ``python scripts/lesion_pieces.py --data runs/gen/eval_phantom --ckpt CKPT --out pieces.json`` prompts every
 structure each case annotates (as ``textdiffseg.evaluate`` does, so the lesion rules see the same organ masks) and,
-for every lesion prompt (``textdiffseg.postprocess.LESION_ORGAN``), writes one row per connected piece of its mask
+for every lesion prompt (``textdiffseg.postprocess.LESION_ORGAN``), writes one row per face-connected piece of its mask
 at the model spacing, after the served post-processing (probability > 0.5): the piece's volume (ml), peak and mean
 probability, the share of it inside the true lesion (the label resampled to the model grid, nearest), and whether
 the case has that lesion at all. A rule that drops lesion pieces the model is unsure of would be tuned on these
@@ -39,7 +39,6 @@ def piece_rows(segmenter: Segmenter, data: Path) -> list[dict]:
         cleaned.append(probability.detach().cpu().numpy().copy())
         return notes
 
-    inference.clean_probabilities = recording
     rows: list[dict] = []
     for case in load_folder(data):
         image = channel_first(loader(str(case.image)))
@@ -47,7 +46,11 @@ def piece_rows(segmenter: Segmenter, data: Path) -> list[dict]:
         label = np.asarray(label[0]).round().astype(np.int32)
         names = sorted(case.targets)
         cleaned.clear()
-        segmenter.predict(image, names)
+        inference.clean_probabilities = recording
+        try:
+            segmenter.predict(image, names)
+        finally:
+            inference.clean_probabilities = clean
         maps = cleaned[0]
         if maps.shape[1:] != label.shape:
             raise SystemExit(f"error: {case.case_id}: model grid {maps.shape[1:]} but label {label.shape}")
