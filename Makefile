@@ -247,7 +247,6 @@ packed-main: install realct $(REAL_25) $(GEN_PHANTOMS) $(PACKED_PHANTOMS) $(PACK
 
 # The held-out phantom sets the README's tables score (none is trained on): default (seed 0), wide (seed 300), wide
 # with packed surroundings (seed 300) and packed in the wide layout (seed 402). Each written once.
-EVAL_PHANTOMS := eval_phantom eval_phantom_wide eval_phantom_packed eval_phantom_packed_wide
 eval-phantoms: install
 	test -d $(GEN)/eval_phantom || $(call phantoms,eval_phantom,4,0)
 	test -d $(GEN)/eval_phantom_wide || $(call phantoms,eval_phantom_wide,4,300,--randomise wide)
