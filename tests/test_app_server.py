@@ -44,7 +44,7 @@ pytestmark = pytest.mark.slow
 CHECKPOINT_ENV = "TEXTDIFFSEG_APP_TEST_CHECKPOINT"
 MODEL = "textdiffseg"
 INDEX = PromptVocabulary.load().index_map()
-TRAIN_TIMEOUT_S = 240
+TRAIN_TIMEOUT_S = 600  # a hang guard, not a speed test: the run took 240+ s on a slow night (2026-11-27)
 DICE_GATE = 0.8
 
 
