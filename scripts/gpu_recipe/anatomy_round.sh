@@ -4,7 +4,7 @@
 # 8 patches a step) (issue 12, README "Tissue looks"):
 #   bash scripts/gpu_recipe/anatomy_round.sh MINUTES     (after `make gpu-recipe-upload`; carry .devdata and .whl)
 #   anat_gpu:  + 48 phantoms laid out like the real abdomen, with wide anatomy and wide HU and a patient's
-#              surroundings (seed 400, `--anatomy real --randomise wide --context rich`: README "Phantoms with a
+#              surroundings (seeds 400-403 x 12, `--anatomy real --randomise wide --context rich`: README "Phantoms with a
 #              patient's surroundings", where they beat the same phantoms without them on every set) at the weight of
 #              the wide phantoms, and half the patches given another scan's tissue look (--tissue-prob 0.5);
 #   ctrl_gpu:  the same recipe without them, the control at equal GPU time.
@@ -15,14 +15,20 @@ set -u
 MINUTES=${1:-7}
 . scripts/gpu_recipe/device_setup.sh
 A=runs/gpu_anatomy
-N_ANATOMY=${N_ANATOMY:-48}
-$PY -m textdiffseg.data.phantom --spacing 2.5 2.5 2.5 --quiet --out $A/phantom_anatomy --n "$N_ANATOMY" --seed 400 \
-  --anatomy real --randomise wide --context rich || exit 1
-echo "anatomy phantoms ready at $SECONDS s"
 LIMIT=(--device "${DEVICE:-cuda}" --steps "${STEPS:-100000}" --workers 6)
 COMMON=("${CURATED_RECIPE[@]}" --forget-untrained --negative-fraction 0.4 --lr 3e-4 --max-minutes "$MINUTES" "${LIMIT[@]}")
 job ctrl_gpu --preset medium --seed 71 --init-from .devdata/init_shipped.pt &
-COMMON=("${COMMON[@]}" --data $A/phantom_anatomy --data-weight 1 --tissue-prob 0.5)
+# The control trains while the anatomy phantoms are drawn: four series of N_ANATOMY/4 (seeds 400-403) in parallel,
+# each at a quarter of the weight (one series of 48 took ~2 min on one core).
+N_ANATOMY=${N_ANATOMY:-48}
+for k in 0 1 2 3; do
+  $PY -m textdiffseg.data.phantom --spacing 2.5 2.5 2.5 --quiet --out $A/phantom_anatomy_$k --n $((N_ANATOMY / 4)) \
+    --seed $((400 + k)) --anatomy real --randomise wide --context rich &
+done
+for pid in $(jobs -p | tail -n 4); do wait "$pid" || exit 1; done
+echo "anatomy phantoms ready at $SECONDS s"
+for k in 0 1 2 3; do COMMON+=(--data $A/phantom_anatomy_$k --data-weight 0.25); done
+COMMON+=(--tissue-prob 0.5)
 job anat_gpu --preset medium --seed 72 --init-from .devdata/init_shipped.pt &
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null; uptime
 wait
