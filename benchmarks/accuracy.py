@@ -2,8 +2,10 @@
 
 Run: ``python benchmarks/accuracy.py [--budget-s 150] [--marks K] [--json OUT] [--plot OUT.png]`` (45 minutes on 2
 heavily shared CPU cores with the default budget; ``--budget-s 1800`` is the longer setting: about 2.5 hours plus
-evaluation). ``--marks K`` also scores every method at K - 1 evenly spaced points of its budget (the training clock
-stops while it does): a learning curve, to see whether the budget was long enough for a method to stop improving.
+evaluation). Methods can run as separate processes side by side (``--methods M --threads 1 --data DIR_M --json
+M.json`` each); ``--merge A.json B.json [--json OUT] [--plot OUT.png]`` then prints their one table. ``--marks K``
+also scores every method at K - 1 evenly spaced points of its budget (the training clock stops while it does): a
+learning curve, to see whether the budget was long enough for a method to stop improving.
 
 Every method trains from scratch on the same phantom training cases (seed 100), at the same working spacing and
 patch size (the TextDiffSeg preset's), one patch per optimisation step, for the same wall-clock budget; then
@@ -72,14 +74,18 @@ def train_textdiffseg(
     """Train ``model`` with the ``textdiffseg.train_loop`` components (``Trainer``, ``PromptedPatchSampler``) until
     ``clock``'s budget is spent."""
     trainer = Trainer(model, encoder, lr=lr, seed=seed)
-    sampler = PromptedPatchSampler(prepare_cases(train_cases, model.config), PromptVocabulary.load(None),
-                                   model.config.roi_size, seed=seed)
+    sampler = PromptedPatchSampler(
+        prepare_cases(train_cases, model.config), PromptVocabulary.load(None), model.config.roi_size, seed=seed
+    )
     window: list[dict] = []
     while clock.running(trainer.state.step):
         window = [*window[-19:], trainer.step([sampler.sample()])]
     model.eval()
-    return {"steps": trainer.state.step, "seconds": round(clock.elapsed(), 1),
-            "final_loss": mean_terms(window).get("loss")}
+    return {
+        "steps": trainer.state.step,
+        "seconds": round(clock.elapsed(), 1),
+        "final_loss": mean_terms(window).get("loss"),
+    }
 
 
 def mean_dice(scores: dict[str, dict]) -> float:
@@ -201,8 +207,12 @@ def plot_curve(results: dict[str, dict], out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, result in results.items():
-        ax.plot([0] + [p["train_s"] for p in result["curve"]], [0] + [p["mean_dice"] for p in result["curve"]],
-                marker="o", label=method)
+        ax.plot(
+            [0] + [p["train_s"] for p in result["curve"]],
+            [0] + [p["mean_dice"] for p in result["curve"]],
+            marker="o",
+            label=method,
+        )
     ax.set_xlabel("training seconds (2 CPU cores)")
     ax.set_ylabel("mean Dice, held-out phantoms")
     ax.grid(alpha=0.3)
@@ -210,6 +220,28 @@ def plot_curve(results: dict[str, dict], out: Path) -> None:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
+
+
+# What must agree for runs of different methods to share one table (``--merge``).
+SAME_SETTINGS = ("budget_s", "preset", "train_cases", "test_cases", "phantom_spacing_mm", "marks")
+
+
+def merge_runs(runs: list[dict]) -> dict:
+    """One benchmark result from several ``--json`` files written by runs of different methods (e.g. one process per
+    method, side by side): their results together and each run's machine record. Raises ``ValueError`` when a
+    method appears twice or the runs' settings differ."""
+    results: dict[str, dict] = {}
+    for run in runs:
+        for setting in SAME_SETTINGS:
+            if run["machine"].get(setting) != runs[0]["machine"].get(setting):
+                raise ValueError(
+                    f"runs differ in {setting}: {runs[0]['machine'].get(setting)} and {run['machine'].get(setting)}"
+                )
+        for method, result in run["results"].items():
+            if method in results:
+                raise ValueError(f"{method} is in more than one run")
+            results[method] = result
+    return {"machine": [run["machine"] for run in runs], "results": results}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -228,11 +260,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny preset, 1 + 1 cases, 6 mm, 3 s budgets")
-    p.add_argument("--methods", nargs="+", default=[*METHODS, "segresnet"], choices=[*METHODS, "segresnet"],
-                   help="which methods to train (all)")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=[*METHODS, "segresnet"],
+        choices=[*METHODS, "segresnet"],
+        help="which methods to train (all)",
+    )
     p.add_argument("--marks", type=int, default=1, help="score each method at this many points of its budget (1)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--plot", type=Path, help="write the learning curves (mean Dice per mark) as a PNG here")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="train nothing: one table (and --json, --plot) from the --json files of runs of other methods",
+    )
     a = p.parse_args(argv)
     if a.marks < 1:
         p.error("--marks must be 1 or more")
@@ -247,15 +291,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Print the markdown table (and write JSON)."""
     a = parse_args(argv)
+    if a.merge:
+        return print_merged(a)
     if a.threads:
         torch.set_num_threads(a.threads)
     load_before, started = os.getloadavg(), time.perf_counter()
     results = run(a)
     machine = {
-        "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "seconds": round(time.perf_counter() - started, 1), "budget_s": a.budget_s, "preset": a.preset,
-        "train_cases": a.train_cases, "test_cases": a.test_cases, "phantom_spacing_mm": a.phantom_spacing,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "seconds": round(time.perf_counter() - started, 1),
+        "budget_s": a.budget_s,
+        "preset": a.preset,
+        "train_cases": a.train_cases,
+        "test_cases": a.test_cases,
+        "phantom_spacing_mm": a.phantom_spacing,
         "marks": a.marks,
     }
     print(
@@ -273,6 +325,30 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"machine": machine, "results": results}, indent=1))
+    return 0
+
+
+def print_merged(a: argparse.Namespace) -> int:
+    """``--merge``: the tables (and JSON, plot) of several runs' files; a one-line error when they do not fit."""
+    try:
+        merged = merge_runs([json.loads(path.read_text()) for path in a.merge])
+    except (OSError, ValueError, KeyError) as error:
+        print(f"accuracy.py --merge: {error}", file=sys.stderr)
+        return 2
+    for path, machine in zip(a.merge, merged["machine"]):
+        print(
+            f"{path}: torch threads {machine['torch_threads']}, load average before {machine['loadavg_before']} "
+            f"after {machine['loadavg_after']}, {machine['seconds']} s"
+        )
+    print(format_table(merged["results"]))
+    if merged["machine"][0].get("marks", 1) > 1:
+        print("\nLearning curves (mean Dice over the structures present, steps in brackets):\n")
+        print(format_curve(merged["results"]))
+    if a.plot:
+        plot_curve(merged["results"], a.plot)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(merged, indent=1))
     return 0
 
 

@@ -71,6 +71,52 @@ def test_accuracy_table_has_a_column_per_method_and_a_mean_row() -> None:
     assert table[-1] == "| training steps | 3 | 3 |"
 
 
+def _accuracy_run(method: str, dice: float, budget_s: float = 60.0) -> dict:
+    machine = {
+        "torch_threads": 1,
+        "loadavg_before": [1, 1, 1],
+        "loadavg_after": [2, 2, 2],
+        "seconds": 70.0,
+        "budget_s": budget_s,
+        "preset": "tiny",
+        "train_cases": 8,
+        "test_cases": 3,
+        "phantom_spacing_mm": 4.0,
+        "marks": 2,
+    }
+    curve = [{"train_s": 30.0, "steps": 5, "mean_dice": dice / 2}, {"train_s": 60.0, "steps": 10, "mean_dice": dice}]
+    scores = {"liver": {"cases": 3, "dice": dice, "hd95_mm": 5.0}}
+    return {"machine": machine, "results": {method: {"train": {"steps": 10}, "scores": scores, "curve": curve}}}
+
+
+def test_accuracy_merge_puts_runs_of_other_methods_in_one_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = []
+    for method, dice in (("textdiffseg", 0.5), ("segresnet", 0.75)):
+        paths.append(tmp_path / f"{method}.json")
+        paths[-1].write_text(json.dumps(_accuracy_run(method, dice)))
+    out = tmp_path / "merged.json"
+    assert accuracy.main(["--merge", *map(str, paths), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| liver | 0.500 / 5.0 | 0.750 / 5.0 |" in printed
+    assert "| 60 | 0.500 (10) | 0.750 (10) |" in printed, "the learning curves of both runs"
+    merged = json.loads(out.read_text())
+    assert list(merged["results"]) == ["textdiffseg", "segresnet"] and len(merged["machine"]) == 2
+
+
+def test_accuracy_merge_refuses_runs_that_are_not_comparable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ValueError, match="budget_s"):
+        accuracy.merge_runs([_accuracy_run("textdiffseg", 0.5), _accuracy_run("segresnet", 0.7, budget_s=120.0)])
+    with pytest.raises(ValueError, match="segresnet is in more than one run"):
+        accuracy.merge_runs([_accuracy_run("segresnet", 0.5), _accuracy_run("segresnet", 0.7)])
+    missing = tmp_path / "missing.json"
+    assert accuracy.main(["--merge", str(missing)]) == 2
+    assert "accuracy.py --merge:" in capsys.readouterr().err
+
+
 def test_training_clock_scores_at_its_marks_and_stops_while_it_does(monkeypatch: pytest.MonkeyPatch) -> None:
     import baselines
 
