@@ -2,10 +2,11 @@
 
 Run: ``python benchmarks/accuracy.py [--budget-s 150] [--marks K] [--json OUT] [--plot OUT.png]`` (45 minutes on 2
 heavily shared CPU cores with the default budget; ``--budget-s 1800`` is the longer setting: about 2.5 hours plus
-evaluation). Methods can run as separate processes side by side (``--methods M --threads 1 --data DIR_M --json
-M.json`` each); ``--merge A.json B.json [--json OUT] [--plot OUT.png]`` then prints their one table. ``--marks K``
-also scores every method at K - 1 evenly spaced points of its budget (the training clock stops while it does): a
-learning curve, to see whether the budget was long enough for a method to stop improving.
+evaluation). Methods can run in separate processes (``--methods M --data DIR_M --json M.json`` each, one after
+another: side by side on 2 cores each ran at a third of its speed); ``--merge A.json B.json [--json OUT] [--plot
+OUT.png]`` then prints their one table. ``--marks K`` also scores every method at K - 1 evenly spaced points of its
+budget (the training clock stops while it does): a learning curve, to see whether the budget was long enough for a
+method to stop improving.
 
 Every method trains from scratch on the same phantom training cases (seed 100), at the same working spacing and
 patch size (the TextDiffSeg preset's), one patch per optimisation step, for the same wall-clock budget; then
@@ -328,11 +329,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def read_run(path: Path) -> dict:
+    """One run's ``--json`` file (its ``machine`` record and ``results``); ``ValueError`` for anything else."""
+    run = json.loads(path.read_text())
+    if not (isinstance(run, dict) and isinstance(run.get("machine"), dict) and isinstance(run.get("results"), dict)):
+        raise ValueError(f"{path} is not the --json file of one run (a merged file cannot be merged again)")
+    return run
+
+
 def print_merged(a: argparse.Namespace) -> int:
     """``--merge``: the tables (and JSON, plot) of several runs' files; a one-line error when they do not fit."""
     try:
-        merged = merge_runs([json.loads(path.read_text()) for path in a.merge])
-    except (OSError, ValueError, KeyError) as error:
+        merged = merge_runs([read_run(path) for path in a.merge])
+    except (OSError, ValueError) as error:
         print(f"accuracy.py --merge: {error}", file=sys.stderr)
         return 2
     for path, machine in zip(a.merge, merged["machine"]):

@@ -115,6 +115,10 @@ def test_accuracy_merge_refuses_runs_that_are_not_comparable(
     missing = tmp_path / "missing.json"
     assert accuracy.main(["--merge", str(missing)]) == 2
     assert "accuracy.py --merge:" in capsys.readouterr().err
+    merged = tmp_path / "merged.json"
+    merged.write_text(json.dumps(accuracy.merge_runs([_accuracy_run("textdiffseg", 0.5)])))
+    assert accuracy.main(["--merge", str(merged)]) == 2
+    assert "is not the --json file of one run" in capsys.readouterr().err
 
 
 def test_training_clock_scores_at_its_marks_and_stops_while_it_does(monkeypatch: pytest.MonkeyPatch) -> None:
