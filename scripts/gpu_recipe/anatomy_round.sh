@@ -4,9 +4,9 @@
 # 8 patches a step) (issue 12, README "Tissue looks"):
 #   bash scripts/gpu_recipe/anatomy_round.sh MINUTES     (after `make gpu-recipe-upload`; carry .devdata and .whl)
 #   anat_gpu:  + 48 phantoms laid out like the real abdomen, with wide anatomy and wide HU and a patient's
-#              surroundings (seeds 400-403 x 12, `--anatomy real --randomise wide --context rich`: README "Phantoms with a
-#              patient's surroundings", where they beat the same phantoms without them on every set) at the weight of
-#              the wide phantoms, and half the patches given another scan's tissue look (--tissue-prob 0.5);
+#              surroundings (seeds 400-403 x 12, `--anatomy real --randomise wide --context rich`: README
+#              "Phantoms with a patient's surroundings", where they beat the same phantoms without them on every set)
+#              at the weight of the wide phantoms, and half the patches given another scan's tissue look (--tissue-prob 0.5);
 #   ctrl_gpu:  the same recipe without them, the control at equal GPU time.
 # Score both on the CPU afterwards against the independent family (both seeds), the held-out phantoms and the real CT
 # (README "Tissue looks": python -m textdiffseg.evaluate per set, scripts/compare_evals.py). Weights come back as
@@ -19,7 +19,8 @@ LIMIT=(--device "${DEVICE:-cuda}" --steps "${STEPS:-100000}" --workers 6)
 COMMON=("${CURATED_RECIPE[@]}" --forget-untrained --negative-fraction 0.4 --lr 3e-4 --max-minutes "$MINUTES" "${LIMIT[@]}")
 job ctrl_gpu --preset medium --seed 71 --init-from .devdata/init_shipped.pt &
 # The control trains while the anatomy phantoms are drawn: four series of N_ANATOMY/4 (seeds 400-403) in parallel,
-# each at a quarter of the weight (one series of 48 took ~2 min on one core).
+# each at a quarter of the weight (4 took 11 s on one core here: 48 in one process would hold one run ~2 min).
+# Run 2026-11-28 with MINUTES=6 on one H200 (454 s in all): README "The same phantoms on a GPU".
 N_ANATOMY=${N_ANATOMY:-48}
 for k in 0 1 2 3; do
   $PY -m textdiffseg.data.phantom --spacing 2.5 2.5 2.5 --quiet --out $A/phantom_anatomy_$k --n $((N_ANATOMY / 4)) \
