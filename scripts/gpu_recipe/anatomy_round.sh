@@ -6,7 +6,8 @@
 #   anat_gpu:  + 48 phantoms laid out like the real abdomen, with wide anatomy and wide HU and a patient's
 #              surroundings (seeds 400-403 x 12, `--anatomy real --randomise wide --context rich`: README
 #              "Phantoms with a patient's surroundings", where they beat the same phantoms without them on every set)
-#              at the weight of the wide phantoms, and half the patches given another scan's tissue look (--tissue-prob 0.5);
+#              at the weight of the wide phantoms, and half the patches given another scan's tissue look
+#              (--tissue-prob 0.5);
 #   ctrl_gpu:  the same recipe without them, the control at equal GPU time.
 # Score both on the CPU afterwards against the independent family (both seeds), the held-out phantoms and the real CT
 # (README "Tissue looks": python -m textdiffseg.evaluate per set, scripts/compare_evals.py). Weights come back as
