@@ -3,7 +3,7 @@
 Run: ``python benchmarks/accuracy.py [--budget-s 150] [--marks K] [--json OUT] [--plot OUT.png]`` (45 minutes on 2
 heavily shared CPU cores with the default budget; ``--budget-s 1800`` is the longer setting: about 2.5 hours plus
 evaluation). Methods can run in separate processes (``--methods M --data DIR_M --json M.json`` each, one after
-another: side by side on 2 cores each ran at a third of its speed); ``--merge A.json B.json [--json OUT] [--plot
+another: side by side on 2 cores SegResNet lost a third of its speed); ``--merge A.json B.json [--json OUT] [--plot
 OUT.png]`` then prints their one table. ``--marks K`` also scores every method at K - 1 evenly spaced points of its
 budget (the training clock stops while it does): a learning curve, to see whether the budget was long enough for a
 method to stop improving.
