@@ -228,8 +228,8 @@ SAME_SETTINGS = ("budget_s", "preset", "train_cases", "test_cases", "phantom_spa
 
 
 def merge_runs(runs: list[dict]) -> dict:
-    """One benchmark result from several ``--json`` files written by runs of different methods (e.g. one process per
-    method, side by side): their results together and each run's machine record. Raises ``ValueError`` when a
+    """One benchmark result from several ``--json`` files written by runs of different methods (one process per
+    method, one after another): their results together and each run's machine record. Raises ``ValueError`` when a
     method appears twice or the runs' settings differ."""
     results: dict[str, dict] = {}
     for run in runs:
@@ -317,16 +317,21 @@ def main(argv: list[str] | None = None) -> int:
         f"preset {a.preset}, {a.train_cases} training phantoms (seed 100), {a.test_cases} test phantoms (seed 200) at "
         f"{a.phantom_spacing:g} mm; {machine['seconds']} s in all. Cells: Dice / HD95 (mm), structures present only."
     )
-    print(format_table(results))
-    if a.marks > 1:
+    report(a, {"machine": machine, "results": results}, a.marks)
+    return 0
+
+
+def report(a: argparse.Namespace, record: dict, marks: int) -> None:
+    """Print the table (and, with several marks, the learning curves); write ``--plot`` and ``--json``."""
+    print(format_table(record["results"]))
+    if marks > 1:
         print("\nLearning curves (mean Dice over the structures present, steps in brackets):\n")
-        print(format_curve(results))
+        print(format_curve(record["results"]))
     if a.plot:
-        plot_curve(results, a.plot)
+        plot_curve(record["results"], a.plot)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({"machine": machine, "results": results}, indent=1))
-    return 0
+        a.json.write_text(json.dumps(record, indent=1))
 
 
 def read_run(path: Path) -> dict:
@@ -349,15 +354,7 @@ def print_merged(a: argparse.Namespace) -> int:
             f"{path}: torch threads {machine['torch_threads']}, load average before {machine['loadavg_before']} "
             f"after {machine['loadavg_after']}, {machine['seconds']} s"
         )
-    print(format_table(merged["results"]))
-    if merged["machine"][0].get("marks", 1) > 1:
-        print("\nLearning curves (mean Dice over the structures present, steps in brackets):\n")
-        print(format_curve(merged["results"]))
-    if a.plot:
-        plot_curve(merged["results"], a.plot)
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(merged, indent=1))
+    report(a, merged, merged["machine"][0].get("marks", 1))
     return 0
 
 
