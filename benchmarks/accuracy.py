@@ -38,6 +38,7 @@ from baselines import (  # noqa: E402
     train_segresnet,
 )
 
+from textdiffseg.checkpoint import save_checkpoint  # noqa: E402
 from textdiffseg.data.folders import LabelledCase, load_folder  # noqa: E402
 from textdiffseg.data.phantom import PhantomConfig, write_dataset  # noqa: E402
 from textdiffseg.data.vocabulary import PromptVocabulary  # noqa: E402
@@ -149,6 +150,8 @@ def run(a: argparse.Namespace) -> dict:
         segmenter = partial(Segmenter, model, encoder)
         info = train_textdiffseg(model, encoder, train_cases, curve.clock(segmenter, model), a.lr, a.seed)
         results[name] = curve.finish(info, segmenter(), name)
+        if a.save_models:
+            save_checkpoint(a.save_models / f"{name}.pt", model, extra={"steps": int(info["steps"])})
     if "segresnet" not in a.methods:
         return results
     config = build_config(TrainOptions(data=a.data, out=a.data, preset=a.preset), encoder)
@@ -271,6 +274,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--marks", type=int, default=1, help="score each method at this many points of its budget (1)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--plot", type=Path, help="write the learning curves (mean Dice per mark) as a PNG here")
+    p.add_argument(
+        "--save-models",
+        type=Path,
+        metavar="DIR",
+        help="also save each TextDiffSeg variant's final model as DIR/METHOD.pt (for scripts/diagnose_prompt.py)",
+    )
     p.add_argument(
         "--merge",
         type=Path,

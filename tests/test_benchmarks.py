@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from textdiffseg.checkpoint import save_checkpoint
+from textdiffseg.checkpoint import load_checkpoint, save_checkpoint
 from textdiffseg.config import tiny_config
 from textdiffseg.data.folders import load_folder
 from textdiffseg.data.vocabulary import PromptVocabulary
@@ -147,6 +147,20 @@ def test_accuracy_learning_curve_table_has_a_row_per_mark() -> None:
     table = accuracy.format_curve(results).splitlines()
     assert table[0] == "| training s | textdiffseg | segresnet |"
     assert table[2:] == ["| 60 | 0.100 (10) | 0.100 (10) |", "| 120 | 0.250 (21) | 0.250 (21) |"]
+
+
+@pytest.mark.slow
+def test_accuracy_quick_run_saves_the_trained_variant_it_scored(tmp_path: Path) -> None:
+    out, models = tmp_path / "run.json", tmp_path / "models"
+    argv = ["--quick", "--methods", "no-text-fusion", "--data", str(tmp_path / "data"), "--save-models", str(models)]
+    assert accuracy.main([*argv, "--json", str(out)]) == 0
+    steps = json.loads(out.read_text())["results"]["no-text-fusion"]["train"]["steps"]
+    model, extra = load_checkpoint(models / "no-text-fusion.pt")
+    assert extra == {"steps": steps} and steps > 0
+    assert not model.config.use_text_fusion and model.config.use_label_encoder, "the ablation's own config is saved"
+    torch.manual_seed(0)  # the run's seed: the same initial weights
+    untrained = TextDiffSeg(model.config).state_dict()
+    assert any(not torch.equal(w, untrained[k]) for k, w in model.state_dict().items()), "trained weights are saved"
 
 
 def test_clicks_benchmark_scores_the_served_click_path(coarse_phantom_dir: Path, tmp_path: Path) -> None:
