@@ -50,6 +50,10 @@ class ModelConfig:
             (``textdiffseg.networks.learned_prompts``): those a site taught a frozen model with ``--tune prompts``.
             Empty (the default, and every checkpoint written before this field) = none.
         learned_prompt_length: tokens per learned prompt.
+        prompt_film: False (the default, and every checkpoint written before this field): the label decoder sees the
+            prompt only through the label latent; True: each prompt's pooled text also scales and shifts the
+            channels of every decoder level (``textdiffseg.networks.prompt_film``), so a prompt picks the fine image
+            features its mask is drawn from.
     """
 
     spacing: tuple[float, float, float] = (4.0, 4.0, 4.0)
@@ -77,6 +81,7 @@ class ModelConfig:
     prior_channels: int = 0
     learned_prompts: tuple[str, ...] = ()
     learned_prompt_length: int = 8
+    prompt_film: bool = False
     extra: dict = field(default_factory=dict)
 
     @property

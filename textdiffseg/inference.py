@@ -125,7 +125,8 @@ def prompt_slice(condition: Condition, start: int, stop: int) -> Condition:
     skips = [s[start:stop] if s.shape[0] > 1 else s for s in condition.skips]
     clicks = None if condition.clicks is None else condition.clicks[start:stop]
     prior = None if condition.prior is None else condition.prior[start:stop]
-    return Condition(condition.fused[start:stop], skips, condition.image_size, clicks, prior)
+    text = None if condition.text is None else condition.text[start:stop]
+    return Condition(condition.fused[start:stop], skips, condition.image_size, clicks, prior, text)
 
 
 def check_image(image: MetaTensor, spacing: tuple[float, float, float], max_voxels: int) -> None:

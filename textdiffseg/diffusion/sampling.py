@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -71,7 +71,7 @@ def sample_masks(
         latent, x0 = scheduler.step(output, int(t), latent)
     if condition.skips and condition.skips[0].shape[0] > 1 and ensemble > 1:
         skips = [s.repeat_interleave(ensemble, dim=0) for s in condition.skips]
-        condition = Condition(condition.fused, skips, condition.image_size, condition.clicks, condition.prior)
+        condition = replace(condition, skips=skips)
     probs = torch.sigmoid(model.decode_label(x0.clamp(-1, 1), condition))
     probs = probs.view(-1, ensemble, *probs.shape[1:])
     mean = probs.mean(1)

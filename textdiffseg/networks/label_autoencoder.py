@@ -91,11 +91,14 @@ class LabelDecoder(nn.Module):
         skips: list[torch.Tensor],
         output_size: tuple[int, ...] | None = None,
         level_bias: Callable[[int, tuple[int, ...]], torch.Tensor] | None = None,
+        level_film: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Decode to ``output_size`` (default: twice the finest decoder level).
 
         ``skips`` may hold one entry per image (broadcast over prompts) or one per latent. ``level_bias(level,
-        size)`` gives an addition to each level next to its skip projection (the click branch's).
+        size)`` gives an addition to each level next to its skip projection (the click branch's). ``level_film(level,
+        features)`` modulates each level's features per latent between normalisation and activation (the prompt
+        FiLM, ``textdiffseg.networks.prompt_film``).
         """
         x = self.stem(latent)
         for level, block in enumerate(self.ups):
@@ -107,7 +110,7 @@ class LabelDecoder(nn.Module):
                 x = x + self.skip_proj[level](skip)
             if level_bias is not None:
                 x = x + level_bias(level, tuple(x.shape[2:]))
-            x = block.adn(x)
+            x = block.adn(x) if level_film is None else block.adn.A(level_film(level, block.adn.N(x)))
         logits = self.head(x)
         size = output_size or tuple(s * 2 for s in logits.shape[2:])
         return F.interpolate(logits, size=size, mode="trilinear", align_corners=False)

@@ -17,6 +17,7 @@ from textdiffseg.networks.denoiser import ConditionalDenoiser
 from textdiffseg.networks.image_encoder import ImageEncoder, PooledImageEncoder
 from textdiffseg.networks.label_autoencoder import LabelDecoder, LabelEncoder, PooledLabelEncoder
 from textdiffseg.networks.learned_prompts import LearnedPrompts
+from textdiffseg.networks.prompt_film import PromptFiLM
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Condition:
     image_size: tuple[int, ...]  # (D, H, W) the masks are decoded to
     clicks: torch.Tensor | None = None  # (P, 2, D, H, W) click maps (models with a click branch), None: text only
     prior: torch.Tensor | None = None  # (P, 1, D, H, W) coarse probability (fine stages), None: whole-CT model
+    text: torch.Tensor | None = None  # (P, text_dim) pooled prompt text (models with prompt FiLM), else None
 
 
 class TextDiffSeg(nn.Module):
@@ -84,6 +86,8 @@ class TextDiffSeg(nn.Module):
         if config.prior_channels:  # the fine stage: the coarse result enters the way clicks do
             self.prior_encoder = ClickEncoder(config.prior_channels, config.fused_channels, len(config.image_channels))
             self.prior_decoder = ClickDecoderBias(config.prior_channels, self.label_decoder.level_widths)
+        if config.prompt_film:  # absent otherwise, as the click branch
+            self.prompt_film = PromptFiLM(config.text_dim, self.label_decoder.level_widths)
         if config.learned_prompts:  # absent otherwise, as the click branch
             self.learned_prompts = LearnedPrompts(
                 config.learned_prompts, config.learned_prompt_length, config.text_hidden_size, config.fused_channels
@@ -125,7 +129,9 @@ class TextDiffSeg(nn.Module):
         if learned is not None:
             tokens, token_mask = learned.substitute(tokens, token_mask, structures)  # type: ignore[arg-type]
         z_image, skips = self.image_encoder(image)
-        fused = self.fusion(z_image, self.text_projection(tokens), token_mask)
+        projected = self.text_projection(tokens)
+        fused = self.fusion(z_image, projected, token_mask)
+        text = PromptFiLM.pool(projected, token_mask) if self.config.prompt_film else None
         if learned is not None:
             fused = learned.adapt(fused, structures)  # type: ignore[arg-type]
         if clicks is not None:
@@ -138,7 +144,9 @@ class TextDiffSeg(nn.Module):
         if prior is not None:
             prior = prior.to(fused.dtype)
             fused = fused + self.prior_encoder(prior)
-        return Condition(fused=fused, skips=skips, image_size=tuple(image.shape[2:]), clicks=clicks, prior=prior)
+        return Condition(
+            fused=fused, skips=skips, image_size=tuple(image.shape[2:]), clicks=clicks, prior=prior, text=text
+        )
 
     def encode_label(self, mask: torch.Tensor) -> torch.Tensor:
         """Binary mask (B, 1, D, H, W) -> label latent z_l(0)."""
@@ -146,24 +154,34 @@ class TextDiffSeg(nn.Module):
 
     def decode_label(self, latent: torch.Tensor, condition: Condition) -> torch.Tensor:
         """Label latent -> mask logits at the image resolution (the condition's clicks and prior, if any, added per
-        level)."""
+        level; its prompt text modulating each level in models with prompt FiLM)."""
+
+        def per_latent(values: torch.Tensor) -> torch.Tensor:  # an ensemble of samples per prompt repeats its values
+            return (
+                values
+                if values.shape[0] == latent.shape[0]
+                else values.repeat_interleave(latent.shape[0] // values.shape[0], 0)
+            )
+
+        level_film = None
+        if condition.text is not None:
+            text = per_latent(condition.text)
+
+            def level_film(level: int, features: torch.Tensor) -> torch.Tensor:
+                return self.prompt_film(text, level, features)
+
         branches = [
-            (
-                maps
-                if maps.shape[0] == latent.shape[0]
-                else maps.repeat_interleave(latent.shape[0] // maps.shape[0], 0),
-                decoder,
-            )  # an ensemble of samples per prompt repeats its maps
+            (per_latent(maps), decoder)
             for maps, decoder in ((condition.clicks, "click_decoder"), (condition.prior, "prior_decoder"))
             if maps is not None
         ]
         if not branches:
-            return self.label_decoder(latent, condition.skips, condition.image_size)
+            return self.label_decoder(latent, condition.skips, condition.image_size, level_film=level_film)
 
         def level_bias(level: int, size: tuple[int, ...]) -> torch.Tensor:
             return sum(getattr(self, decoder)(maps, level, size) for maps, decoder in branches)  # type: ignore[return-value]
 
-        return self.label_decoder(latent, condition.skips, condition.image_size, level_bias)
+        return self.label_decoder(latent, condition.skips, condition.image_size, level_bias, level_film)
 
     def denoise(self, noisy_latent: torch.Tensor, timesteps: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
         """One denoiser evaluation (prediction type per ``config.prediction_type``)."""
