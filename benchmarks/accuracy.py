@@ -6,7 +6,9 @@ evaluation). Methods can run in separate processes (``--methods M --data DIR_M -
 another: side by side on 2 cores SegResNet lost a third of its speed); ``--merge A.json B.json [--json OUT] [--plot
 OUT.png]`` then prints their one table. ``--marks K`` also scores every method at K - 1 evenly spaced points of its
 budget (the training clock stops while it does): a learning curve, to see whether the budget was long enough for a
-method to stop improving.
+method to stop improving. ``--set FIELD=VALUE`` trains the TextDiffSeg variants with a changed ``ModelConfig`` field
+(an experiment beside the paper's ablations; the table names the change), ``--save-models DIR`` keeps their final
+models for ``scripts/diagnose_prompt.py``.
 
 Every method trains from scratch on the same phantom training cases (seed 100), at the same working spacing and
 patch size (the TextDiffSeg preset's), one patch per optimisation step, for the same wall-clock budget; then
@@ -23,6 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +42,7 @@ from baselines import (  # noqa: E402
 )
 
 from textdiffseg.checkpoint import save_checkpoint  # noqa: E402
+from textdiffseg.config import ModelConfig  # noqa: E402
 from textdiffseg.data.folders import LabelledCase, load_folder  # noqa: E402
 from textdiffseg.data.phantom import PhantomConfig, write_dataset  # noqa: E402
 from textdiffseg.data.vocabulary import PromptVocabulary  # noqa: E402
@@ -88,6 +92,23 @@ def train_textdiffseg(
         "seconds": round(clock.elapsed(), 1),
         "final_loss": mean_terms(window).get("loss"),
     }
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``--set``: a :class:`ModelConfig` field and a JSON value (lists become tuples)."""
+    key, sep, raw = text.partition("=")
+    if not sep or key not in {f.name for f in fields(ModelConfig)}:
+        raise argparse.ArgumentTypeError(f"{text!r} is not FIELD=VALUE with a ModelConfig field")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not JSON ({err.msg})") from err
+    return key, tuple(value) if isinstance(value, list) else value
+
+
+def method_label(name: str, settings: dict[str, object]) -> str:
+    """The method's name in tables and JSON, with any ``--set`` changes: ``textdiffseg prompt_film=true``."""
+    return " ".join([name, *(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted(settings.items()))])
 
 
 def mean_dice(scores: dict[str, dict]) -> float:
@@ -144,6 +165,8 @@ def run(a: argparse.Namespace) -> dict:
         if name not in a.methods:
             continue
         config = build_config(TrainOptions(data=a.data, out=a.data, preset=a.preset, ablations=ablations), encoder)
+        config = replace(config, **a.set)
+        name = method_label(name, a.set)
         torch.manual_seed(a.seed)
         model = TextDiffSeg(config)
         curve = LearningCurve(a.budget_s, a.marks, test_cases)
@@ -151,7 +174,7 @@ def run(a: argparse.Namespace) -> dict:
         info = train_textdiffseg(model, encoder, train_cases, curve.clock(segmenter, model), a.lr, a.seed)
         results[name] = curve.finish(info, segmenter(), name)
         if a.save_models:
-            save_checkpoint(a.save_models / f"{name}.pt", model, extra={"steps": int(info["steps"])})
+            save_checkpoint(a.save_models / f"{name.replace(' ', '_')}.pt", model, extra={"steps": int(info["steps"])})
     if "segresnet" not in a.methods:
         return results
     config = build_config(TrainOptions(data=a.data, out=a.data, preset=a.preset), encoder)
@@ -275,6 +298,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--plot", type=Path, help="write the learning curves (mean Dice per mark) as a PNG here")
     p.add_argument(
+        "--set",
+        type=parse_setting,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change a ModelConfig field of every TextDiffSeg variant (repeatable; JSON value, e.g. prompt_film=true, "
+        "image_channels=[24], absent_weight=0); the method's name in the table says what was changed",
+    )
+    p.add_argument(
         "--save-models",
         type=Path,
         metavar="DIR",
@@ -288,6 +320,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train nothing: one table (and --json, --plot) from the --json files of runs of other methods",
     )
     a = p.parse_args(argv)
+    a.set = dict(a.set)
     if a.marks < 1:
         p.error("--marks must be 1 or more")
     if a.quick:

@@ -141,6 +141,14 @@ def test_training_clock_scores_at_its_marks_and_stops_while_it_does(monkeypatch:
     assert steps == 12 and clock.elapsed() == 12.0, "the evaluations' 150 s did not count against the budget"
 
 
+def test_accuracy_set_takes_model_config_fields_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert accuracy.parse_args(["--set", "image_channels=[24]"]).set == {"image_channels": (24,)}
+    for bad in ("no_such_field=1", "prompt_film", "prompt_film=yes"):
+        with pytest.raises(SystemExit) as exit_info:
+            accuracy.parse_args(["--set", bad])
+        assert exit_info.value.code == 2 and "--set" in capsys.readouterr().err
+
+
 def test_accuracy_learning_curve_table_has_a_row_per_mark() -> None:
     curve = [{"train_s": 60.0, "steps": 10, "mean_dice": 0.1}, {"train_s": 120.0, "steps": 21, "mean_dice": 0.25}]
     results = {m: {"train": {"steps": 21}, "scores": {}, "curve": curve} for m in ("textdiffseg", "segresnet")}
@@ -153,11 +161,13 @@ def test_accuracy_learning_curve_table_has_a_row_per_mark() -> None:
 def test_accuracy_quick_run_saves_the_trained_variant_it_scored(tmp_path: Path) -> None:
     out, models = tmp_path / "run.json", tmp_path / "models"
     argv = ["--quick", "--methods", "no-text-fusion", "--data", str(tmp_path / "data"), "--save-models", str(models)]
-    assert accuracy.main([*argv, "--json", str(out)]) == 0
-    steps = json.loads(out.read_text())["results"]["no-text-fusion"]["train"]["steps"]
-    model, extra = load_checkpoint(models / "no-text-fusion.pt")
+    assert accuracy.main([*argv, "--set", "prompt_film=true", "--set", "absent_weight=0", "--json", str(out)]) == 0
+    label = "no-text-fusion absent_weight=0 prompt_film=true"  # the table says what was changed
+    steps = json.loads(out.read_text())["results"][label]["train"]["steps"]
+    model, extra = load_checkpoint(models / f"{label.replace(' ', '_')}.pt")
     assert extra == {"steps": steps} and steps > 0
     assert not model.config.use_text_fusion and model.config.use_label_encoder, "the ablation's own config is saved"
+    assert model.config.prompt_film and model.config.absent_weight == 0 and hasattr(model, "prompt_film")
     torch.manual_seed(0)  # the run's seed: the same initial weights
     untrained = TextDiffSeg(model.config).state_dict()
     assert any(not torch.equal(w, untrained[k]) for k, w in model.state_dict().items()), "trained weights are saved"

@@ -33,6 +33,8 @@ class ModelConfig:
         prediction_type: what the denoiser predicts; ``sample`` (x0) lets the few-step sampler and the seg loss
             act on the same quantity (Diff-UNet does the same).
         denoise_weight: lambda of the joint loss ``seg + lambda * MSE``.
+        absent_weight: weight of the absent-structure term of the segmentation loss
+            (``textdiffseg.losses.absent_penalty``); 0 leaves absent prompts to Dice + BCE alone.
         use_text_fusion: ablation switch; False replaces token cross-attention with a pooled-text channel bias.
         use_image_encoder: ablation switch; False replaces the learned encoder by pooled intensities (no skips).
         use_label_encoder: ablation switch; False denoises the pooled mask itself (1 channel) instead of a
@@ -71,6 +73,7 @@ class ModelConfig:
     sampling_steps: int = 5
     prediction_type: str = "sample"
     denoise_weight: float = 1.0
+    absent_weight: float = 1.0
     use_text_fusion: bool = True
     use_image_encoder: bool = True
     use_label_encoder: bool = True

@@ -51,14 +51,15 @@ class JointLoss:
     that is trivial to denoise); LDSeg decodes its noisy estimate instead, which is our ``seg`` term.
     """
 
-    def __init__(self, denoise_weight: float = 1.0, recon_weight: float = 0.5) -> None:
+    def __init__(self, denoise_weight: float = 1.0, recon_weight: float = 0.5, absent_weight: float = 1.0) -> None:
         self.dice_ce = DiceCELoss(sigmoid=True, smooth_nr=1.0, smooth_dr=1.0, batch=False)
         self.denoise_weight = denoise_weight
         self.recon_weight = recon_weight
+        self.absent_weight = absent_weight
 
     def seg(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Segmentation loss of decoded mask logits against binary targets (B, 1, D, H, W)."""
-        return self.dice_ce(logits, target) + absent_penalty(logits, target)
+        return self.dice_ce(logits, target) + self.absent_weight * absent_penalty(logits, target)
 
     def __call__(
         self,

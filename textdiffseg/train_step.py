@@ -80,7 +80,7 @@ class Trainer:
         self.text_encoder = text_encoder
         self.device = torch.device(device)
         self.scheduler = make_scheduler(model.config)
-        self.loss = JointLoss(model.config.denoise_weight)
+        self.loss = JointLoss(model.config.denoise_weight, absent_weight=model.config.absent_weight)
         trained = parameters if parameters is not None else list(model.parameters())
         self.optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=1e-5)
         self.vocabulary = vocabulary or PromptVocabulary.load()
