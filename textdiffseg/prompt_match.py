@@ -32,6 +32,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from textdiffseg.config import ModelConfig
 from textdiffseg.data.vocabulary import PromptVocabulary
+from textdiffseg.networks.cross_attention import masked_token_mean
 from textdiffseg.text.encoder import TextEncoder
 
 logger = logging.getLogger(__name__)
@@ -77,8 +78,7 @@ def record_trained_structures(config: ModelConfig, names: Iterable[str]) -> None
 def sentence_embeddings(encoder: TextEncoder, texts: Sequence[str]) -> torch.Tensor:
     """``(N, hidden)`` unit vectors: the mean of each text's token states (the encoder caches those)."""
     tokens, mask = encoder.encode(list(texts))
-    weights = mask.float()[..., None]
-    return F.normalize((tokens * weights).sum(1) / weights.sum(1).clamp_min(1.0), dim=-1)
+    return F.normalize(masked_token_mean(tokens, mask), dim=-1)
 
 
 @dataclass(frozen=True)

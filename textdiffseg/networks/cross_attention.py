@@ -57,6 +57,12 @@ class CrossModalAttention3D(nn.Module):
         return z_image + fused.transpose(1, 2).reshape(p, c, *spatial)
 
 
+def masked_token_mean(tokens: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of token states ``(P, L, D)`` over the real tokens (``token_mask`` (P, L) True) -> ``(P, D)``."""
+    weights = token_mask.to(tokens.dtype).unsqueeze(-1)
+    return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
 class PooledTextBias(nn.Module):
     """Ablation "no text fusion": the masked mean of the text tokens added to every voxel as a channel bias."""
 
@@ -66,7 +72,5 @@ class PooledTextBias(nn.Module):
 
     def forward(self, z_image: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
         """Same signature as :class:`CrossModalAttention3D`."""
-        weights = token_mask.float().unsqueeze(-1)
-        pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        bias = self.proj(pooled)
+        bias = self.proj(masked_token_mean(tokens, token_mask))
         return z_image + bias.view(*bias.shape, 1, 1, 1)

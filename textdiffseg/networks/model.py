@@ -12,7 +12,7 @@ from torch import nn
 from textdiffseg.config import ModelConfig
 from textdiffseg.diffusion.schedule import x0_from_output
 from textdiffseg.networks.click_encoder import ClickDecoderBias, ClickEncoder
-from textdiffseg.networks.cross_attention import CrossModalAttention3D, PooledTextBias
+from textdiffseg.networks.cross_attention import CrossModalAttention3D, PooledTextBias, masked_token_mean
 from textdiffseg.networks.denoiser import ConditionalDenoiser
 from textdiffseg.networks.image_encoder import ImageEncoder, PooledImageEncoder
 from textdiffseg.networks.label_autoencoder import LabelDecoder, LabelEncoder, PooledLabelEncoder
@@ -131,7 +131,7 @@ class TextDiffSeg(nn.Module):
         z_image, skips = self.image_encoder(image)
         projected = self.text_projection(tokens)
         fused = self.fusion(z_image, projected, token_mask)
-        text = PromptFiLM.pool(projected, token_mask) if self.config.prompt_film else None
+        text = masked_token_mean(projected, token_mask) if self.config.prompt_film else None
         if learned is not None:
             fused = learned.adapt(fused, structures)  # type: ignore[arg-type]
         if clicks is not None:

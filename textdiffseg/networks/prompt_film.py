@@ -30,12 +30,6 @@ class PromptFiLM(nn.Module):
             nn.init.zeros_(film.weight)
             nn.init.zeros_(film.bias)
 
-    @staticmethod
-    def pool(tokens: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
-        """Masked mean of projected tokens ``(P, L, text_dim)`` over the real tokens -> ``(P, text_dim)``."""
-        weights = token_mask.to(tokens.dtype).unsqueeze(-1)
-        return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
     def forward(self, text: torch.Tensor, level: int, features: torch.Tensor) -> torch.Tensor:
         """``features`` (1 or P, w, ...) of decoder level ``level`` modulated by ``text`` (P, text_dim)."""
         gamma, beta = self.films[level](text).chunk(2, dim=1)
