@@ -321,6 +321,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     a = p.parse_args(argv)
     a.set = dict(a.set)
+    if a.save_models:  # refuse an unwritable folder now, not after the training budget
+        try:
+            a.save_models.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            p.error(f"--save-models {a.save_models}: {err.strerror}")
     if a.marks < 1:
         p.error("--marks must be 1 or more")
     if a.quick:

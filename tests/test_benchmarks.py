@@ -149,6 +149,16 @@ def test_accuracy_set_takes_model_config_fields_only(capsys: pytest.CaptureFixtu
         assert exit_info.value.code == 2 and "--set" in capsys.readouterr().err
 
 
+def test_accuracy_refuses_a_save_models_folder_it_cannot_create_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        accuracy.parse_args(["--save-models", str(blocker / "models")])
+    assert exit_info.value.code == 2 and "--save-models" in capsys.readouterr().err
+
+
 def test_accuracy_learning_curve_table_has_a_row_per_mark() -> None:
     curve = [{"train_s": 60.0, "steps": 10, "mean_dice": 0.1}, {"train_s": 120.0, "steps": 21, "mean_dice": 0.25}]
     results = {m: {"train": {"steps": 21}, "scores": {}, "curve": curve} for m in ("textdiffseg", "segresnet")}
