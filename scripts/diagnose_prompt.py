@@ -7,6 +7,9 @@ size centred on it (the case resampled to the model's grid, as training does), a
 - **denoised from t**: Dice of the denoiser's clean estimate from the true latent noised to step t (50 is nearly
   clean): does the denoiser keep a structure it is all but given?
 - **sampled**: Dice of the served sampler (DDIM, the model's step count), and its mean probability inside the truth.
+- **cells** (models with a fused head, ``ModelConfig.fused_seg_weight``): the head's read-out of the fused features,
+  its Dice on the latent grid against the truth max-pooled there and its mean probability inside those cells: do the
+  features the denoiser reads say where the structure is?
 
 Used to show that the small model's pancreas, gallbladder and urinary bladder were lost in the denoiser, not in the
 label latent (README "The shipped model").
@@ -24,6 +27,7 @@ from textdiffseg.data.folders import load_folder
 from textdiffseg.diffusion.sampling import sample_masks
 from textdiffseg.diffusion.schedule import make_scheduler, x0_from_output
 from textdiffseg.model_scores import dice
+from textdiffseg.networks.fused_head import cell_targets
 from textdiffseg.train_data import prepare_cases, random_crop
 
 NOISE_STEPS = (50, 300, 700, 999)
@@ -63,16 +67,24 @@ def diagnose(ckpt: str, folder: str, case_id: str, names: list[str]) -> list[dic
         probability = sample_masks(
             model, condition, model.config.sampling_steps, generator=torch.Generator().manual_seed(0)
         ).probability
-        rows.append(
-            {
-                "name": name,
-                "voxels": int(truth.sum()),
-                "recon": dice(recon, truth.bool()),
-                "denoised": denoised,
-                "sampled": dice(probability > 0.5, truth.bool()),
-                "inside": float((probability * truth).sum() / truth.sum()),
+        row = {
+            "name": name,
+            "voxels": int(truth.sum()),
+            "recon": dice(recon, truth.bool()),
+            "denoised": denoised,
+            "sampled": dice(probability > 0.5, truth.bool()),
+            "inside": float((probability * truth).sum() / truth.sum()),
+        }
+        if model.config.fused_seg_weight:
+            cells = cell_targets(truth, model.config.downsample) > 0
+            marked = torch.sigmoid(model.fused_head(condition.fused))
+            row["cells"] = {
+                "dice": dice(marked > 0.5, cells),
+                "inside": float(marked[cells].mean()),
+                "marked": int((marked > 0.5).sum()),
+                "true": int(cells.sum()),
             }
-        )
+        rows.append(row)
     return rows
 
 
@@ -81,10 +93,17 @@ def describe(row: dict, case_id: str) -> str:
     if row.get("absent"):
         return f"{row['name']}: not in {case_id}"
     steps = ", ".join(f"{t}: {d:.3f}" for t, d in row["denoised"].items())
-    return (
+    line = (
         f"{row['name']}: {row['voxels']} voxels in the window; recon {row['recon']:.3f}; denoised from t {steps}; "
         f"sampled {row['sampled']:.3f} (mean probability inside {row['inside']:.3f})"
     )
+    if "cells" in row:
+        c = row["cells"]
+        line += (
+            f"; fused head: cell Dice {c['dice']:.3f}, mean probability inside {c['inside']:.3f}, "
+            f"{c['marked']} cells marked for {c['true']}"
+        )
+    return line
 
 
 if __name__ == "__main__":

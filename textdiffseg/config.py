@@ -56,6 +56,18 @@ class ModelConfig:
             prompt only through the label latent; True: each prompt's pooled text also scales and shifts the
             channels of every decoder level (``textdiffseg.networks.prompt_film``), so a prompt picks the fine image
             features its mask is drawn from.
+        fused_seg_weight: 0 (the default, and every checkpoint written before this field): the fused features are
+            supervised only through the denoiser; > 0: a 1x1x1 head on them predicts, per latent cell, whether the
+            prompted structure lies in it (the target max-pooled to the latent grid), and its BCE (the structure's
+            cells weighed as much as the rest) joins the joint loss with this weight (deep supervision,
+            ``textdiffseg.networks.fused_head``), so that the fused features must say where a small structure is.
+        bce_foreground_floor: 0 (the default, and every checkpoint written before this field): the mask's BCE is the
+            mean over the patch; > 0: over the foreground and the background apart, the foreground weighted by its
+            share of the patch raised to this floor (``textdiffseg.losses.floored_bce``; 0.5 weighs both alike), so
+            the few voxels of a small structure keep pulling once the logits have saturated to "nowhere".
+        bce_floor_below: 1 (the default): the floor weighs every foreground voxel; < 1: only those whose probability
+            is under this value (missed by far), the rest keeping the plain BCE's weight, so the floor pulls a missed
+            small structure without making every mask grow.
     """
 
     spacing: tuple[float, float, float] = (4.0, 4.0, 4.0)
@@ -85,6 +97,9 @@ class ModelConfig:
     learned_prompts: tuple[str, ...] = ()
     learned_prompt_length: int = 8
     prompt_film: bool = False
+    fused_seg_weight: float = 0.0
+    bce_foreground_floor: float = 0.0
+    bce_floor_below: float = 1.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -138,6 +153,12 @@ class ModelConfig:
             raise ValueError(f"click_channels must be 0 (no clicks) or 2 (+/-), not {self.click_channels}")
         if self.prior_channels not in (0, 1):
             raise ValueError(f"prior_channels must be 0 (whole CT) or 1 (fine stage), not {self.prior_channels}")
+        if not 0.0 < self.bce_floor_below <= 1.0:
+            raise ValueError(f"bce_floor_below must be in (0, 1], not {self.bce_floor_below}")
+        if not 0.0 <= self.bce_foreground_floor <= 1.0:
+            raise ValueError(f"bce_foreground_floor must be between 0 and 1, not {self.bce_foreground_floor}")
+        if self.fused_seg_weight < 0:
+            raise ValueError(f"fused_seg_weight must be >= 0, not {self.fused_seg_weight}")
 
 
 PRESETS: dict[str, dict[str, object]] = {

@@ -90,6 +90,8 @@ def options_to_argv(opts: TrainOptions) -> list[str]:
         argv += ["--tissue-prob", repr(opts.tissue_prob)]
     if opts.forget_untrained:
         argv.append("--forget-untrained")
+    if opts.bce_foreground_floor is not None:
+        argv += ["--bce-foreground-floor", repr(opts.bce_foreground_floor)]
     return argv
 
 

@@ -145,6 +145,14 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         "(a model narrowed with --structure loses the rest; their prompts then get an empty mask and a warning)",
     )
     p.add_argument(
+        "--bce-foreground-floor",
+        type=float,
+        default=None,
+        help="set the model's ModelConfig.bce_foreground_floor (recorded in the checkpoint; default: the preset's or "
+        "the --init-from model's, 0 = plain BCE): the least weight of a structure's voxels in the mask's BCE, so "
+        "small targets such as tumours keep pulling once the logits say 'nowhere' (0.5: as much as the background)",
+    )
+    p.add_argument(
         "--ablation",
         action="append",
         choices=sorted(ABLATIONS),
@@ -173,6 +181,8 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         p.error("--foreground-fraction must be between 0 and 1")
     if not 0.0 <= a.click_fraction <= 1.0:
         p.error("--click-fraction must be between 0 and 1")
+    if a.bce_foreground_floor is not None and not 0.0 <= a.bce_foreground_floor <= 1.0:
+        p.error("--bce-foreground-floor must be between 0 and 1")
     if not 0.0 <= a.scan_range_prob <= 1.0:
         p.error("--scan-range-prob must be between 0 and 1")
     if not 0.0 <= a.tissue_prob <= 1.0:
@@ -205,6 +215,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         negative_fraction=a.negative_fraction,
         structures=tuple(a.structure),
         forget_untrained=a.forget_untrained,
+        bce_foreground_floor=a.bce_foreground_floor,
         exclusion_fraction=a.exclusion_fraction,
         scan_range_prob=a.scan_range_prob,
         tissue_prob=a.tissue_prob,

@@ -61,6 +61,7 @@ class TrainOptions:
     negative_fraction: float = 0.25
     structures: tuple[str, ...] = ()
     forget_untrained: bool = False  # record only this run's structures, not those the --init-from model knew
+    bce_foreground_floor: float | None = None  # set ModelConfig.bce_foreground_floor (None: keep the model's)
     exclusion_fraction: float = 0.0  # share of prompts for structures a case does not annotate (partial labels)
     scan_range_prob: float = 0.0  # with augment: share of patches whose scan ends inside them (air beyond)
     tissue_prob: float = 0.0  # with augment: share of patches given another scan's tissue look (tissue_augment)
@@ -207,6 +208,8 @@ def run_training(
     encoder = encoder or TextEncoder(opts.text_encoder, device=str(dist.device))
     vocabulary = PromptVocabulary.load(opts.vocabulary)
     model, extra = _initial_model(opts, encoder)
+    if opts.bce_foreground_floor is not None:  # a loss setting: the weights and what the model computes stay
+        model.config.bce_foreground_floor = opts.bce_foreground_floor
     if cases is None:
         cases, case_weights = load_sources(opts)
     prepared = prepare_cases(cases, model.config)

@@ -80,7 +80,13 @@ class Trainer:
         self.text_encoder = text_encoder
         self.device = torch.device(device)
         self.scheduler = make_scheduler(model.config)
-        self.loss = JointLoss(model.config.denoise_weight, absent_weight=model.config.absent_weight)
+        self.loss = JointLoss(
+            model.config.denoise_weight,
+            absent_weight=model.config.absent_weight,
+            cell_weight=model.config.fused_seg_weight,
+            bce_floor=model.config.bce_foreground_floor,
+            floor_below=model.config.bce_floor_below,
+        )
         trained = parameters if parameters is not None else list(model.parameters())
         self.optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=1e-5)
         self.vocabulary = vocabulary or PromptVocabulary.load()
@@ -128,7 +134,7 @@ class Trainer:
         # The denoising target is detached: the label encoder is shaped by the segmentation terms, not pulled
         # towards latents that are merely easy to denoise (a constant latent would be).
         target = training_target(self.scheduler, out.latent.detach(), noise, t)
-        return self.loss(out.logits, out.recon_logits, supervised, out.denoiser_output, target)
+        return self.loss(out.logits, out.recon_logits, supervised, out.denoiser_output, target, out.cell_logits)
 
     def step(self, batch: list[Sample]) -> dict[str, float]:
         """One optimisation step on a global batch; returns this rank's mean loss terms."""

@@ -14,6 +14,7 @@ from textdiffseg.diffusion.schedule import x0_from_output
 from textdiffseg.networks.click_encoder import ClickDecoderBias, ClickEncoder
 from textdiffseg.networks.cross_attention import CrossModalAttention3D, PooledTextBias, masked_token_mean
 from textdiffseg.networks.denoiser import ConditionalDenoiser
+from textdiffseg.networks.fused_head import FusedPresenceHead
 from textdiffseg.networks.image_encoder import ImageEncoder, PooledImageEncoder
 from textdiffseg.networks.label_autoencoder import LabelDecoder, LabelEncoder, PooledLabelEncoder
 from textdiffseg.networks.learned_prompts import LearnedPrompts
@@ -28,6 +29,7 @@ class TrainingOutputs:
     latent: torch.Tensor  # z_l(0), the clean label latent
     logits: torch.Tensor  # mask logits decoded from the denoiser's x0 estimate
     recon_logits: torch.Tensor  # mask logits decoded from z_l(0) itself
+    cell_logits: torch.Tensor | None = None  # per latent cell presence logits (models with a fused head), else None
 
 
 @dataclass
@@ -88,6 +90,8 @@ class TextDiffSeg(nn.Module):
             self.prior_decoder = ClickDecoderBias(config.prior_channels, self.label_decoder.level_widths)
         if config.prompt_film:  # absent otherwise, as the click branch
             self.prompt_film = PromptFiLM(config.text_dim, self.label_decoder.level_widths)
+        if config.fused_seg_weight:  # absent otherwise, as the click branch (training only: sampling never calls it)
+            self.fused_head = FusedPresenceHead(config.fused_channels)
         if config.learned_prompts:  # absent otherwise, as the click branch
             self.learned_prompts = LearnedPrompts(
                 config.learned_prompts, config.learned_prompt_length, config.text_hidden_size, config.fused_channels
@@ -223,4 +227,5 @@ class TextDiffSeg(nn.Module):
             latent=z0,
             logits=self.decode_label(x0_hat, condition),
             recon_logits=self.decode_label(z0, condition),
+            cell_logits=self.fused_head(condition.fused) if self.config.fused_seg_weight else None,
         )
