@@ -26,8 +26,8 @@ from textdiffseg.checkpoint import load_for_inference
 from textdiffseg.data.folders import load_folder
 from textdiffseg.diffusion.sampling import sample_masks
 from textdiffseg.diffusion.schedule import make_scheduler, x0_from_output
+from textdiffseg.losses import cell_targets
 from textdiffseg.model_scores import dice
-from textdiffseg.networks.fused_head import cell_targets
 from textdiffseg.train_data import prepare_cases, random_crop
 
 NOISE_STEPS = (50, 300, 700, 999)

@@ -15,8 +15,7 @@ from monai.losses import DiceCELoss
 from textdiffseg.checkpoint import load_checkpoint, save_checkpoint
 from textdiffseg.config import tiny_config
 from textdiffseg.diffusion.schedule import make_scheduler
-from textdiffseg.losses import UNKNOWN, JointLoss, absent_penalty, floored_bce
-from textdiffseg.networks.fused_head import cell_targets
+from textdiffseg.losses import UNKNOWN, JointLoss, absent_penalty, cell_targets, floored_bce
 from textdiffseg.networks.model import TextDiffSeg
 from textdiffseg.train_step import Trainer
 

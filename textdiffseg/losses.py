@@ -6,8 +6,6 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss, DiceLoss
 
-from textdiffseg.networks.fused_head import cell_targets
-
 ABSENT_REFERENCE_FRACTION = 0.01
 UNKNOWN = -1.0  # a target voxel that is not supervised (exclusion prompts)
 
@@ -42,6 +40,17 @@ def exclusion_penalty(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     bce = F.binary_cross_entropy_with_logits(logits, target.clamp(min=0.0), weight=known, reduction="none")
     bce = bce.flatten(1).sum(1) / known.flatten(1).sum(1).clamp_min(1.0)
     return (painted / (painted + reference) + bce).mean()
+
+
+def cell_targets(targets: torch.Tensor, factor: int) -> torch.Tensor:
+    """Binary masks (P, 1, D, H, W) -> (P, 1, D/f, H/f, W/f): 1 where any voxel of the cell is foreground, the
+    targets of the fused head (``textdiffseg.networks.fused_head``).
+
+    ``UNKNOWN`` voxels (exclusion prompts) stay unknown in a cell that has no foreground and at least one of them.
+    """
+    present = F.max_pool3d(targets, factor)
+    unknown = F.max_pool3d(-targets, factor) > 0  # some voxel is UNKNOWN
+    return torch.where((present <= 0) & unknown, torch.full_like(present, UNKNOWN), present.clamp(min=0.0))
 
 
 def floored_bce(logits: torch.Tensor, target: torch.Tensor, floor: float, below: float = 1.0) -> torch.Tensor:
@@ -84,8 +93,7 @@ class JointLoss:
     that is trivial to denoise); LDSeg decodes its noisy estimate instead, which is our ``seg`` term.
 
     Models with a fused head (``ModelConfig.fused_seg_weight``) add ``cell_weight * floored_bce(cell_logits, cells,
-    0.5)`` on the latent grid, against the targets max-pooled to it (:func:`textdiffseg.networks.fused_head.
-    cell_targets`), reported as ``cell``.
+    0.5)`` on the latent grid, against the targets max-pooled to it (:func:`cell_targets`), reported as ``cell``.
     """
 
     def __init__(

@@ -4,13 +4,12 @@ The denoiser draws the label latent from the fused image-text features. When tho
 small structure is (a tumour of a few latent cells), the denoiser learns to return an empty latent for it and no
 amount of sampling brings it back. A linear head on the fused features, trained to mark the latent cells the
 prompted structure touches, puts that question to the features directly (deep supervision, as nnU-Net supervises
-its decoder's coarse levels).
+its decoder's coarse levels). Its targets are :func:`textdiffseg.losses.cell_targets`.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -28,13 +27,3 @@ class FusedPresenceHead(nn.Module):
     def forward(self, fused: torch.Tensor) -> torch.Tensor:
         """Per-cell logits of the prompted structure's presence."""
         return self.conv(fused)
-
-
-def cell_targets(targets: torch.Tensor, factor: int) -> torch.Tensor:
-    """Binary masks (P, 1, D, H, W) -> (P, 1, D/f, H/f, W/f): 1 where any voxel of the cell is foreground.
-
-    Unknown voxels (-1, exclusion prompts) stay -1 in a cell that has no foreground and at least one unknown voxel.
-    """
-    present = F.max_pool3d(targets, factor)
-    unknown = F.max_pool3d(-targets, factor) > 0  # some voxel is -1
-    return torch.where((present <= 0) & unknown, torch.full_like(present, -1.0), present.clamp(min=0.0))
