@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 tissue-continue anatomy-continue context-continue packed-continue packed-main eval-phantoms pacs pacs-stop bench-accuracy bench-independent bench-latency bench-clicks realct
+.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 sampling-checkpoint tissue-continue anatomy-continue context-continue packed-continue packed-main eval-phantoms pacs pacs-stop bench-accuracy bench-independent bench-latency bench-clicks realct
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -184,6 +184,14 @@ medium-continue: install realct $(REAL_25) $(GEN_PHANTOMS)
 medium-continue-2: install realct $(REAL_25) $(GEN_PHANTOMS)
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --lr 1.5e-4 --negative-fraction 0.4 --max-minutes 44 --seed 54 \
 		--init-from runs/medium2/run/model.pt --out runs/medium3/run
+
+# Step 7 (README "One denoiser call"): step 6's weights, sampled with one DDIM step at t = 999 (trailing spacing)
+# instead of MONAI's five leading steps (800 ... 0); no training. 7048f14 holds step 6 as it shipped.
+SAMPLING_FROM := 7048f14
+sampling-checkpoint: install
+	mkdir -p runs/steps && git show $(SAMPLING_FROM):$(DEMO_CKPT) > runs/steps/step6.pt.tmp && \
+		mv runs/steps/step6.pt.tmp runs/steps/step6.pt
+	$(PY) -m textdiffseg.set_sampling runs/steps/step6.pt --out $(DEMO_CKPT) --steps 1 --timestep-spacing trailing
 
 # Issue 12, tissue looks (README "Tissue looks"): the shipped model continued on the same mix with half the patches
 # given another scan's tissue look (textdiffseg/tissue_augment.py: per-structure HU, non-contrast, arterial or late

@@ -9,6 +9,7 @@ validates it against the checkpoint once and returns both. :func:`load_checkpoin
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,25 @@ def _model(config: ModelConfig, payload: dict[str, Any]) -> TextDiffSeg:
     model = TextDiffSeg(config)
     model.load_state_dict(payload["state_dict"])
     return model.eval()
+
+
+def rewrite_config(src: str | Path, dst: str | Path, **changes: Any) -> Path:
+    """Copy a checkpoint with ``changes`` made to its model's config (and its fine stage's, when it has one), every
+    weight and the training state as they were: for settings that need no training, such as how it samples.
+
+    Raises:
+        CheckpointError: ``src`` is unreadable, or a change names no config field or makes the config invalid.
+    """
+    payload = read_checkpoint(src)
+    parts = [payload] + ([payload["fine_stage"]] if isinstance(payload.get("fine_stage"), dict) else [])
+    for part in parts:
+        try:
+            config = replace(_config(part, src), **changes)
+            config.validate()
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"cannot set {sorted(changes)} in {src}: {err}") from err
+        part["config"] = config.to_json()
+    return torch_save_atomic(payload, dst)
 
 
 def load_checkpoint(path: str | Path, encoder: TextEncoder | None = None) -> tuple[TextDiffSeg, dict[str, Any]]:

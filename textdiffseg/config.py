@@ -30,6 +30,11 @@ class ModelConfig:
         num_train_timesteps: diffusion length T.
         noise_schedule: a MONAI noise schedule name (``linear_beta``, ``scaled_linear_beta``, ``cosine``...).
         sampling_steps: DDIM steps at inference.
+        timestep_spacing: where the inference steps sit on the training timesteps (the names diffusers uses):
+            ``leading`` (the default, and every checkpoint written before this field; MONAI's DDIM spacing) starts
+            at ``T - T / steps`` and ends at 0, so one step asks the denoiser to clean pure noise as if it were
+            a clean latent (t = 0); ``trailing`` starts at ``T - 1``, where pure noise is what training showed it,
+            and ends at ``T / steps - 1``.
         prediction_type: what the denoiser predicts; ``sample`` (x0) lets the few-step sampler and the seg loss
             act on the same quantity (Diff-UNet does the same).
         denoise_weight: lambda of the joint loss ``seg + lambda * MSE``.
@@ -83,6 +88,7 @@ class ModelConfig:
     num_train_timesteps: int = 1000
     noise_schedule: str = "scaled_linear_beta"
     sampling_steps: int = 5
+    timestep_spacing: str = "leading"
     prediction_type: str = "sample"
     denoise_weight: float = 1.0
     absent_weight: float = 1.0
@@ -145,6 +151,8 @@ class ModelConfig:
             raise ValueError(f"prediction_type must be sample, epsilon or v_prediction, not {self.prediction_type!r}")
         if self.sampling_steps < 1:
             raise ValueError("sampling_steps must be >= 1")
+        if self.timestep_spacing not in TIMESTEP_SPACINGS:
+            raise ValueError(f"timestep_spacing must be one of {TIMESTEP_SPACINGS}, not {self.timestep_spacing!r}")
         if any(len(w) != 2 or not w[0] < w[1] for w in self.input_windows):
             raise ValueError(f"HU windows must be (low, high) with low < high, got {self.input_windows}")
         if any(s <= 0 for s in self.spacing):
@@ -160,6 +168,8 @@ class ModelConfig:
         if self.fused_seg_weight < 0:
             raise ValueError(f"fused_seg_weight must be >= 0, not {self.fused_seg_weight}")
 
+
+TIMESTEP_SPACINGS = ("leading", "trailing")
 
 PRESETS: dict[str, dict[str, object]] = {
     # CPU unit tests: seconds per training run on 2 cores.

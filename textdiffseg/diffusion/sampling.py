@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from textdiffseg.diffusion.schedule import make_scheduler
+from textdiffseg.diffusion.schedule import make_scheduler, set_inference_timesteps
 from textdiffseg.networks.model import Condition, TextDiffSeg
 
 
@@ -60,12 +60,12 @@ def sample_masks(
     prompt's ``ensemble`` latents, so a prompt's noise does not depend on which prompts share the batch).
     """
     scheduler = make_scheduler(model.config)
-    scheduler.set_timesteps(steps)
+    timesteps = set_inference_timesteps(scheduler, model.config, steps)
     fused = condition.fused.repeat_interleave(ensemble, dim=0) if ensemble > 1 else condition.fused
     shape = (fused.shape[0], model.latent_channels, *fused.shape[2:])
     latent = _initial_noise(shape, ensemble, generator, fused)
     x0 = latent
-    for t in scheduler.timesteps:
+    for t in timesteps:
         t_batch = torch.full((shape[0],), int(t), device=fused.device, dtype=torch.long)
         output = model.denoise(latent, t_batch, fused)
         latent, x0 = scheduler.step(output, int(t), latent)

@@ -18,6 +18,20 @@ def make_scheduler(config: ModelConfig) -> DDIMScheduler:
     )
 
 
+def set_inference_timesteps(scheduler: DDIMScheduler, config: ModelConfig, steps: int) -> torch.Tensor:
+    """Set ``steps`` inference timesteps on ``scheduler`` with the config's ``timestep_spacing``; returns them.
+
+    ``leading`` is MONAI's own spacing (``[800, 600, 400, 200, 0]`` for 5 of 1000; ``[0]`` for one step);
+    ``trailing`` shifts it by one interval less one (``[999, 799, 599, 399, 199]``; ``[999]``), so the first call
+    sees pure noise at the noise level it was trained on. DDIM's update reads only the interval length, so the
+    shifted steps still end on the clean-latent estimate.
+    """
+    scheduler.set_timesteps(steps)
+    if config.timestep_spacing == "trailing":
+        scheduler.timesteps = scheduler.timesteps + (scheduler.num_train_timesteps // steps - 1)
+    return scheduler.timesteps
+
+
 def x0_from_output(
     scheduler: DDIMScheduler, output: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor
 ) -> torch.Tensor:
