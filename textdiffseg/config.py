@@ -33,8 +33,8 @@ class ModelConfig:
         timestep_spacing: where the inference steps sit on the training timesteps (the names diffusers uses):
             ``leading`` (the default, and every checkpoint written before this field; MONAI's DDIM spacing) starts
             at ``T - T / steps`` and ends at 0, so one step asks the denoiser to clean pure noise as if it were
-            a clean latent (t = 0); ``trailing`` starts at ``T - 1``, where pure noise is what training showed it,
-            and ends at ``T / steps - 1``.
+            a clean latent (t = 0); ``trailing`` starts at ``T - 1`` (just under it when ``steps`` does not divide
+            ``T``), where pure noise is what training showed it, and ends at ``T / steps - 1``.
         prediction_type: what the denoiser predicts; ``sample`` (x0) lets the few-step sampler and the seg loss
             act on the same quantity (Diff-UNet does the same).
         denoise_weight: lambda of the joint loss ``seg + lambda * MSE``.
