@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from textdiffseg.data.folders import DatasetFolderError, case_at, load_folder, load_kits_folder, load_msd_folder
-from textdiffseg.data.label_maps import PHANTOM_TARGETS
+from textdiffseg.data.label_maps import PHANTOM_LABEL_NAMES, PHANTOM_TARGETS, phantom_targets
 from textdiffseg.data.vocabulary import PromptVocabulary
 
 
@@ -82,8 +82,22 @@ def test_case_at_names_one_case_and_says_what_there_is(coarse_phantom_dir: Path)
     for spec in (f"{coarse_phantom_dir}:{last + 1}", str(coarse_phantom_dir), f"{coarse_phantom_dir}:one"):
         with pytest.raises(DatasetFolderError, match=f"has cases 0..{last}"):
             case_at(spec)
-    with pytest.raises(DatasetFolderError, match="does not annotate 'aorta'; it has colon"):
-        case_at(f"{coarse_phantom_dir}:0", "aorta")
+    with pytest.raises(DatasetFolderError, match="does not annotate 'urinary bladder'; it has aorta, colon"):
+        case_at(f"{coarse_phantom_dir}:0", "urinary bladder")
+
+
+def test_phantom_series_written_before_the_vessels_were_labelled_do_not_annotate_them() -> None:
+    """A phantom folder whose dataset.json lists only values 1-10 (written before 2026-11-28) painted the aorta,
+    IVC, stomach and gallbladder without labels: prompting them there must not teach an empty mask."""
+    old = {"0": "background", **{str(v): PHANTOM_LABEL_NAMES[v] for v in range(1, 11)}}
+    assert "aorta" not in phantom_targets(old) and set(phantom_targets(old)) == set(PHANTOM_TARGETS) - {
+        "aorta",
+        "inferior vena cava",
+        "stomach",
+        "gallbladder",
+    }
+    new = {"0": "background", **{str(v): name for v, name in PHANTOM_LABEL_NAMES.items()}}
+    assert phantom_targets(new) == dict(PHANTOM_TARGETS)
 
 
 def test_vocabulary_covers_every_target_and_knows_synonyms() -> None:

@@ -7,11 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.ndimage import binary_dilation
 
+from textdiffseg.data.label_maps import PHANTOM_LATER_VALUES
 from textdiffseg.data.phantom import LABEL_VALUE, PhantomConfig, generate_case, main
 
 COARSE = (4.0, 4.0, 4.0)
-UNCHANGED = [v for name, v in LABEL_VALUE.items() if name not in ("liver", "liver tumor")]
+# The organs the context leaves alone (the vessels, stomach and gallbladder are part of it: bones cut the vessels)
+UNCHANGED = [
+    v for name, v in LABEL_VALUE.items() if name not in ("liver", "liver tumor") and v not in PHANTOM_LATER_VALUES
+]
+UNLABELLED_ORGAN = (0, *PHANTOM_LATER_VALUES)  # no organ of the first label set
 
 
 def _pair(index: int) -> tuple:
@@ -28,7 +34,7 @@ def test_rich_context_keeps_every_label_but_the_liver_and_adds_bone_and_gas(inde
     bone = lambda case: int(((case.image > 200) & (case.label == 0)).sum())  # noqa: E731 (blurred at 4 mm)
     assert bone(rich) > 1.3 * bone(plain), (bone(plain), bone(rich))  # ribs, pelvis (and oral contrast)
     inside = plain.image > -300  # the plain phantom's body (fat and everything denser)
-    gas = lambda case: int(((case.image < -700) & inside & (case.label == 0)).sum())  # noqa: E731
+    gas = lambda case: int(((case.image < -700) & inside & np.isin(case.label, UNLABELLED_ORGAN)).sum())  # noqa: E731
     assert gas(rich) > gas(plain) + 50, (gas(plain), gas(rich))  # stomach gas cap and small-bowel loops
 
 
@@ -77,15 +83,33 @@ def test_packed_context_keeps_the_labels_and_turns_most_cavity_fat_into_soft_tis
 def test_packed_spleen_is_bordered_by_less_fat() -> None:
     """What the packing is for: the unlabelled 8 mm around the spleen (stomach, bowel, mesentery) holds less fat
     (measured: 67 % -> 49 % over three cases)."""
-    from scipy.ndimage import binary_dilation
-
     shares = []
     for context in ("rich", "packed"):
         fat = 0.0
         for index in range(3):
             case = generate_case(3, index, PhantomConfig(spacing=COARSE, randomise="wide", context=context))
             spleen = case.label == LABEL_VALUE["spleen"]
-            shell = binary_dilation(spleen, iterations=2) & ~spleen & (case.label == 0)
+            shell = binary_dilation(spleen, iterations=2) & ~spleen & np.isin(case.label, UNLABELLED_ORGAN)
             fat += float(((case.image[shell] > -200) & (case.image[shell] < -20)).mean())
         shares.append(fat / 3)
     assert shares[1] < shares[0] - 0.1, shares
+
+
+@pytest.mark.parametrize("context", ["rich", "packed"])
+def test_stomach_and_gallbladder_are_labelled_where_painted(context: str) -> None:
+    """Since 2026-11-28 the context's stomach and gallbladder carry labels: the stomach on the patient's left
+    (world x < 0, RAS), holding its gas cap in most cases; the gallbladder fluid (< 40 HU) beside the liver."""
+    stomach, gallbladder = LABEL_VALUE["stomach"], LABEL_VALUE["gallbladder"]
+    gas_in_stomach = 0
+    for index in range(3):
+        case = generate_case(3, index, PhantomConfig(spacing=COARSE, randomise="wide", context=context))
+        x_world = case.affine[0, 0] * np.arange(case.label.shape[0]) + case.affine[0, 3]
+        assert (case.label == stomach).sum() > 50 and (case.label == gallbladder).sum() > 10
+        assert x_world[np.nonzero(case.label == stomach)[0]].mean() < 0
+        assert np.median(case.image[case.label == gallbladder]) < 40
+        near_liver = binary_dilation(case.label == LABEL_VALUE["liver"], iterations=2)
+        assert (near_liver & (case.label == gallbladder)).sum() > 0.25 * (case.label == gallbladder).sum()
+        gas_in_stomach += int((case.image[case.label == stomach] < -500).any())
+    assert gas_in_stomach >= 1
+    plain = generate_case(3, 0, PhantomConfig(spacing=COARSE, randomise="wide"))
+    assert not np.isin(plain.label, (stomach, gallbladder)).any()  # plain phantoms paint neither

@@ -16,7 +16,7 @@ from textdiffseg.data.label_maps import (
     KITS21_TARGETS,
     MSD_NAME_ALIASES,
     MSD_TARGETS,
-    PHANTOM_TARGETS,
+    phantom_targets,
 )
 
 
@@ -83,7 +83,7 @@ def load_msd_folder(folder: str | Path) -> list[LabelledCase]:
         raise DatasetFolderError(f"{meta_path} is not valid JSON: {err}") from err
     task = folder.name
     if meta.get("name") == "TextDiffSegPhantom":
-        targets: Mapping[str, tuple[int, ...]] = PHANTOM_TARGETS
+        targets: Mapping[str, tuple[int, ...]] = phantom_targets(meta.get("labels", {}))
     elif task in MSD_TARGETS:
         targets = MSD_TARGETS[task]
     else:

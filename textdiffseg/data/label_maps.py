@@ -24,6 +24,12 @@ PHANTOM_LABEL_NAMES: Mapping[int, str] = MappingProxyType(
         8: "kidney tumor",
         9: "pancreas tumor",
         10: "colon tumor",
+        # Painted in every phantom from the start but labelled only since 2026-11-28 (until then the model learned
+        # them from one real abdomen); the stomach and gallbladder exist only with context "rich" / "packed".
+        11: "aorta",
+        12: "inferior vena cava",
+        13: "stomach",
+        14: "gallbladder",
     }
 )
 
@@ -40,8 +46,28 @@ PHANTOM_TARGETS: Mapping[str, tuple[int, ...]] = MappingProxyType(
         "kidney tumor": (8,),
         "pancreas tumor": (9,),
         "colon tumor": (10,),
+        "aorta": (11,),
+        "inferior vena cava": (12,),
+        "stomach": (13,),
+        "gallbladder": (14,),
     }
 )
+# Values labelled after the first phantom series were written: a folder whose dataset.json does not list them
+# leaves them unannotated (their structures painted but unlabelled there, so never an absent-structure prompt).
+PHANTOM_LATER_VALUES: tuple[int, ...] = (11, 12, 13, 14)
+
+
+def phantom_targets(labels: Mapping[str, str]) -> dict[str, tuple[int, ...]]:
+    """The targets a phantom folder annotates, from its dataset.json ``labels`` (``{"value": name}``): every
+    target but those using a value of :data:`PHANTOM_LATER_VALUES` the folder does not list (a series written
+    before those structures were labelled)."""
+    listed = {int(v) for v in labels if str(v).isdigit()}
+    return {
+        name: values
+        for name, values in PHANTOM_TARGETS.items()
+        if all(v in listed or v not in PHANTOM_LATER_VALUES for v in values)
+    }
+
 
 # Medical Segmentation Decathlon tasks (labels as in each task's dataset.json).
 MSD_TARGETS: Mapping[str, Mapping[str, tuple[int, ...]]] = MappingProxyType(

@@ -26,7 +26,7 @@ import nibabel as nib
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from textdiffseg.data.label_maps import PHANTOM_LABEL_NAMES
+from textdiffseg.data.label_maps import PHANTOM_LABEL_NAMES, PHANTOM_LATER_VALUES
 from textdiffseg.data.phantom_anatomy import ANATOMIES, vary_layout
 from textdiffseg.data.phantom_canvas import Canvas
 from textdiffseg.data.phantom_context import (
@@ -78,7 +78,7 @@ def _widen(hu: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple
         vessels = (hu > 180) & (hu < 400)  # aorta and kidney cortex: arterial enhancement
         hu[vessels] += rng.uniform(80, 200)
     for value in np.unique(label):
-        if value:
+        if value and value not in PHANTOM_LATER_VALUES:  # no draws for them: the series stays what it was
             hu[label == value] += rng.uniform(-30.0, 30.0)
     hu += rng.uniform(-25.0, 25.0)  # calibration
     blur = float(rng.uniform(0.5, 1.8))
@@ -156,10 +156,10 @@ def _paint_spine_and_vessels(c: Canvas, half_y: float, muscle_hu: float, aorta_h
     c.paint(box, m, 15.0)
     aorta = Tube.through(line + [-18.0, r_body + 14.0, 0.0], [11.0, 11.0])
     box, m, _ = aorta.mask(g)
-    c.paint(box, m, aorta_hu)
+    c.paint(box, m, aorta_hu, LABEL_VALUE["aorta"])
     ivc = Tube.through(line + [24.0, r_body + 16.0, 0.0], [10.0, 12.0])
     box, m, _ = ivc.mask(g)
-    c.paint(box, m, aorta_hu * 0.6 + 30.0)
+    c.paint(box, m, aorta_hu * 0.6 + 30.0, LABEL_VALUE["inferior vena cava"])
     return y_spine
 
 
@@ -263,14 +263,16 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
         packed = cfg.context == "packed"
         paint_psoas(c, body, context, muscle_hu)
         paint_small_bowel(c, body, context, phase)
-        paint_stomach(c, body, context, phase, float(liver.center[2]), spleen if packed else None)
+        paint_stomach(
+            c, body, context, phase, float(liver.center[2]), LABEL_VALUE["stomach"], spleen if packed else None
+        )
         paint_table(c, body, context)
         if packed:
             pack_cavity(c, body, context)
     _organ(c, liver, "liver", liver_hu, texture=6.0)
     if context is not None:
         _organ(c, left_lobe(body, liver, context), "liver", liver_hu, texture=6.0, rng=context)
-        carve_gallbladder(c, liver, LABEL_VALUE["liver"], context)
+        carve_gallbladder(c, liver, LABEL_VALUE["liver"], LABEL_VALUE["gallbladder"], context)
     _organ(c, spleen, "spleen", 70.0 + 55.0 * phase)
     kidney_boxes = {}
     for name, blob in kidneys.items():

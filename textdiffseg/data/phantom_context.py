@@ -13,10 +13,11 @@ at the one real abdomen (`ts_abdomen`) rather than at that family, this module p
   small bowel (gas, fluid or oral contrast) in the fat of the mid and lower abdomen;
 - **the CT table**: two thin shells with foam between, a little below the back;
 - **the liver's left lobe** across the midline in front of the stomach (a second blob labelled liver) and a
-  **gallbladder** carved out of the liver's underside (fluid, unlabelled: the phantom has no gallbladder label).
+  **gallbladder** carved out of the liver's underside (fluid).
 
-None of it is labelled except the left lobe, so the phantom's label set is unchanged. Structures painted here go
-down before the labelled organs (which cover them where they meet) and only into fat, except bones.
+The left lobe is labelled liver; the stomach and the gallbladder carry their own labels since 2026-11-28 (before,
+they were painted unlabelled). Structures painted here go down before the labelled organs (which cover them where
+they meet) and only into fat, except bones.
 
 ``context="packed"`` is ``rich`` with organs packed together as in that family and in many patients with little
 visceral fat: the stomach drawn against the spleen's front and inner side, and most of the fat inside the muscle
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from textdiffseg.data.label_maps import PHANTOM_LATER_VALUES
 from textdiffseg.data.phantom_canvas import Canvas
 from textdiffseg.data.phantom_shapes import Blob, Box, Tube
 
@@ -63,10 +65,13 @@ class Body:
 
 def _paint_bone(c: Canvas, box: Box | None, mask: np.ndarray, rel: np.ndarray) -> None:
     """Marrow inside, cortex in the outer part (``rel`` 0 at the centre, 1 at the surface); never over a labelled
-    organ (bones go down after the organs, so that the liver does not cover the ribs it lies against)."""
+    organ (bones go down after the organs, so that the liver does not cover the ribs it lies against). The
+    structures labelled later (vessels, stomach, gallbladder: ``PHANTOM_LATER_VALUES``) are painted over as they were
+    while unlabelled, and lose their label there."""
     if box is not None:
         hu = np.where(rel > 0.6, BONE_HU[1], BONE_HU[0]).astype(np.float32)
-        c.paint(box, mask, np.broadcast_to(hu, mask.shape), within=c.label[box] == 0)
+        free = np.isin(c.label[box], (0, *PHANTOM_LATER_VALUES))
+        c.paint(box, mask, np.broadcast_to(hu, mask.shape), label=0, within=free)
 
 
 def _in_fat(c: Canvas, box: Box | None) -> np.ndarray | None:
@@ -153,9 +158,16 @@ def paint_table(c: Canvas, body: Body, rng: np.random.Generator) -> None:
 
 
 def paint_stomach(
-    c: Canvas, body: Body, rng: np.random.Generator, phase: float, z_liver: float, spleen: Blob | None = None
+    c: Canvas,
+    body: Body,
+    rng: np.random.Generator,
+    phase: float,
+    z_liver: float,
+    label: int,
+    spleen: Blob | None = None,
 ) -> None:
-    """A stomach in the left upper quadrant: enhancing wall, fluid or food, a gas cap in front in 70 % of cases.
+    """A stomach (label value ``label``) in the left upper quadrant: enhancing wall, fluid or food, a gas cap in front
+    in 70 % of cases.
 
     Given the ``spleen``, it is drawn against the spleen's front and inner (right) side instead."""
     centre = np.array([-0.3 * body.half_x, BODY_CENTRE_Y_MM + 0.25 * body.half_y, z_liver - rng.uniform(5, 25)])
@@ -172,7 +184,7 @@ def paint_stomach(
     hu = np.where(level > 0.85, 40.0 + 25.0 * phase, content)
     if rng.random() < 0.7:
         hu = np.where((level <= 0.85) & (y > stomach.center[1] + radii[1] * rng.uniform(-0.1, 0.5)), GAS_HU, hu)
-    c.paint(box, mask, hu.astype(np.float32), within=_in_fat(c, box))
+    c.paint(box, mask, hu.astype(np.float32), label, within=_in_fat(c, box))
 
 
 def pack_cavity(c: Canvas, body: Body, rng: np.random.Generator) -> None:
@@ -225,11 +237,11 @@ def left_lobe(body: Body, liver: Blob, rng: np.random.Generator) -> Blob:
     return Blob.random(rng, centre, radii, angle=rng.uniform(-0.3, 0.3))
 
 
-def carve_gallbladder(c: Canvas, liver: Blob, liver_value: int, rng: np.random.Generator) -> None:
-    """A fluid gallbladder under the liver's medial front, taken out of the liver label (left unlabelled)."""
+def carve_gallbladder(c: Canvas, liver: Blob, liver_value: int, label: int, rng: np.random.Generator) -> None:
+    """A fluid gallbladder (label value ``label``) under the liver's medial front, taken out of the liver label."""
     centre = liver.center + liver.radii * np.array([-0.35, 0.35, -0.55]) + rng.normal(0, 4, 3)
     blob = Blob.random(rng, centre, np.array([rng.uniform(12, 16), rng.uniform(14, 20), rng.uniform(25, 35)]))
     box, mask = blob.mask(c.grid)
     if box is not None:
         liver_or_fat = (c.label[box] == liver_value) | (c.hu[box] < FAT_MAX_HU)
-        c.paint(box, mask, float(rng.uniform(0, 25)), label=0, within=liver_or_fat)
+        c.paint(box, mask, float(rng.uniform(0, 25)), label=label, within=liver_or_fat)
