@@ -12,7 +12,7 @@ APP := apps/textdiffseg_app
 # MLflow refuses file stores; the demo keeps tracking in a sqlite file beside the app.
 export MONAI_LABEL_TRACKING_URI ?= sqlite:///$(abspath $(APP))/logs/mlflow.db
 
-.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 sampling-checkpoint tissue-continue labelled-continue anatomy-continue context-continue packed-continue packed-main eval-phantoms pacs pacs-stop bench-accuracy bench-independent bench-latency bench-clicks realct
+.PHONY: install data demo serve test lint clean-data demo-checkpoint gen-checkpoint gpu-recipe-upload real-checkpoint medium-checkpoint medium-continue medium-continue-2 sampling-checkpoint tissue-continue labelled-continue labelled-eval anatomy-continue context-continue packed-continue packed-main eval-phantoms pacs pacs-stop bench-accuracy bench-independent bench-latency bench-clicks realct
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -225,6 +225,19 @@ labelled-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(RICH_PHANTOMS) $(
 	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --data $(GEN)/phantom_rich_wide --data-weight 1 \
 		--negative-fraction 0.4 --lr 1.5e-4 --seed 56 --init-from $(LABELLED_INIT) --max-minutes $(LABELLED_MINUTES) \
 		--out runs/labelled/run
+
+# Scores labelled-continue's model (one trailing sampling step, as shipped) and the shipped model on every set of
+# README's table: runs/labelled/eval/{ship,lab}_<set>.json, then `python scripts/compare_evals.py` prints the table.
+LABELLED_SETS := runs/indep_phantoms runs/indep_phantoms_2027 $(GEN)/eval_phantom $(GEN)/eval_phantom_wide \
+	$(GEN)/eval_phantom_packed $(GEN)/eval_phantom_packed_wide $(GEN)/eval_abdomen $(GEN)/eval_abdomen_top120 \
+	$(GEN)/test_lesion_default $(GEN)/test_lesion_wide
+labelled-eval: install
+	$(PY) -m textdiffseg.set_sampling runs/labelled/run/model.pt --out runs/labelled/lab.pt --steps 1 \
+		--timestep-spacing trailing
+	mkdir -p runs/labelled/eval && for d in $(LABELLED_SETS); do \
+		$(PY) -m textdiffseg.evaluate --data $$d --ckpt $(DEMO_CKPT) --json runs/labelled/eval/ship_$$(basename $$d).json \
+		&& $(PY) -m textdiffseg.evaluate --data $$d --ckpt runs/labelled/lab.pt \
+			--json runs/labelled/eval/lab_$$(basename $$d).json || exit 1; done
 
 # Issue 12, a real abdomen's layout (README "Phantoms laid out like a patient"): the tissue-continue recipe (same mix,
 # learning rate, seed and minutes) plus 24 phantoms whose organs are moved, scaled and turned around the spleen,
