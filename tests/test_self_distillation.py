@@ -86,7 +86,7 @@ def test_teacher_case_holds_the_served_models_masks_on_the_site_images_grid(trai
 
 
 def test_real_rehearsal_cases_prompt_only_what_the_model_knew(train_phantom_dir: Path) -> None:
-    cases = known_cases(train_phantom_dir, ["liver", "aorta"])  # aorta: known but not in this dataset
+    cases = known_cases(train_phantom_dir, ["liver", "urinary bladder"])  # the bladder: known, not in this dataset
     assert [c.case_id for c in cases] == ["phantom_000_rehearsal"]
     assert list(cases[0].targets) == ["liver"]
     assert known_cases(train_phantom_dir, ["ribs"]) == []
