@@ -29,7 +29,7 @@ def _pair(index: int) -> tuple:
 @pytest.mark.parametrize("index", [0, 1, 2])
 def test_rich_context_keeps_every_label_but_the_liver_and_adds_bone_and_gas(index: int) -> None:
     plain, rich = _pair(index)
-    for value in UNCHANGED:  # context is unlabelled and drawn from its own stream
+    for value in UNCHANGED:  # the context draws from its own stream and labels only its own
         assert np.array_equal(plain.label == value, rich.label == value), value
     bone = lambda case: int(((case.image > 200) & (case.label == 0)).sum())  # noqa: E731 (blurred at 4 mm)
     assert bone(rich) > 1.3 * bone(plain), (bone(plain), bone(rich))  # ribs, pelvis (and oral contrast)
