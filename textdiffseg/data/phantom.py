@@ -10,7 +10,9 @@ fluid in its lumen; tumours in liver / kidney / pancreas / colon present in some
 (contrast timing), organs have smooth random shapes and positions, and the scanner adds blur and noise. Spacing is
 random in-plane (0.6-1.0 mm) and through-plane (1.5-5 mm) unless fixed, so sizes reach 512x512x200. ``--context
 rich`` adds what surrounds the organs in a patient: ribs, pelvis, psoas, stomach, small bowel, a table, the liver's
-left lobe and a gallbladder (``textdiffseg.data.phantom_context``).
+left lobe and a gallbladder (``textdiffseg.data.phantom_context``). ``--vessels course`` lays the aorta on the spine,
+lets it wander and divide into the iliac arteries, and brings the IVC up from the iliac veins into the liver
+(``textdiffseg.data.phantom_vessels``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from textdiffseg.data.phantom_context import (
     paint_table,
 )
 from textdiffseg.data.phantom_shapes import Blob, Box, Tube, VoxelGrid
+from textdiffseg.data.phantom_vessels import VESSEL_COURSES, paint_straight_vessels, paint_vessel_course
 
 LABEL_VALUE = {name: value for value, name in PHANTOM_LABEL_NAMES.items()}
 TUMOUR_HOSTS = ("liver", "kidney", "pancreas", "colon")
@@ -64,6 +67,8 @@ class PhantomConfig:
     # abdomen's organ positions (textdiffseg.data.phantom_anatomy)
     context: str = "plain"  # "rich": + ribs, pelvis, psoas, stomach, small bowel, table, liver left lobe,
     # gallbladder; "packed": rich with organs packed in soft tissue (textdiffseg.data.phantom_context)
+    vessels: str = "straight"  # "course": the aorta follows the spine and divides into the iliac arteries, the IVC
+    # rises from the iliac veins into the liver (textdiffseg.data.phantom_vessels)
 
 
 def _widen(hu: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple:
@@ -133,8 +138,8 @@ def _paint_body(c: Canvas, half_x: float, half_y: float, fat_hu: float, muscle_h
     return float(fat_layer)
 
 
-def _paint_spine_and_vessels(c: Canvas, half_y: float, muscle_hu: float, aorta_hu: float) -> float:
-    """Spine, paraspinal muscles, aorta and IVC. Returns the y (mm) of the vertebral body centre."""
+def _paint_spine(c: Canvas, half_y: float, muscle_hu: float) -> tuple[float, float]:
+    """Spine and paraspinal muscles. Returns the y (mm) of the vertebral bodies' centre and of their front."""
     g, rng = c.grid, c.rng
     z_lo, z_hi = sorted((g.axis_world(2)[0], g.axis_world(2)[-1]))
     y_spine = -half_y * 0.45 - 10.0
@@ -154,13 +159,7 @@ def _paint_spine_and_vessels(c: Canvas, half_y: float, muscle_hu: float, aorta_h
     c.paint(box, m & (rel > 0.55), 600.0)  # posterior arch
     box, m, _ = canal.mask(g)
     c.paint(box, m, 15.0)
-    aorta = Tube.through(line + [-18.0, r_body + 14.0, 0.0], [11.0, 11.0])
-    box, m, _ = aorta.mask(g)
-    c.paint(box, m, aorta_hu, LABEL_VALUE["aorta"])
-    ivc = Tube.through(line + [24.0, r_body + 16.0, 0.0], [10.0, 12.0])
-    box, m, _ = ivc.mask(g)
-    c.paint(box, m, aorta_hu * 0.6 + 30.0, LABEL_VALUE["inferior vena cava"])
-    return y_spine
+    return y_spine, y_spine + r_body
 
 
 def _organ(
@@ -188,6 +187,8 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
         raise ValueError(f"anatomy must be one of {ANATOMIES}, got {cfg.anatomy!r}")
     if cfg.context not in CONTEXTS:
         raise ValueError(f"context must be one of {CONTEXTS}, got {cfg.context!r}")
+    if cfg.vessels not in VESSEL_COURSES:
+        raise ValueError(f"vessels must be one of {VESSEL_COURSES}, got {cfg.vessels!r}")
     rng = np.random.default_rng([seed, index])
     grid = _draw_grid(rng, cfg)
     c = Canvas(grid, rng)
@@ -196,7 +197,10 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
     half_x = min(float(rng.uniform(135, 175)), 0.5 * grid.spacing[0] * grid.shape[0] * 0.97)
     half_y = float(rng.uniform(100, 130))
     fat_layer = _paint_body(c, half_x, half_y, fat_hu, muscle_hu)
-    y_spine = _paint_spine_and_vessels(c, half_y, muscle_hu, 120.0 + 130.0 * phase)
+    y_spine, y_front = _paint_spine(c, half_y, muscle_hu)
+    aorta_hu = 120.0 + 130.0 * phase
+    if cfg.vessels == "straight":
+        paint_straight_vessels(c, y_front, aorta_hu, LABEL_VALUE["aorta"], LABEL_VALUE["inferior vena cava"])
     jitter = lambda s: rng.normal(0.0, s, 3)  # noqa: E731 - tiny local helper
 
     liver_hu = 60.0 + 50.0 * phase
@@ -290,6 +294,17 @@ def generate_case(seed: int, index: int, cfg: PhantomConfig | None = None) -> Ph
         gas = rng.random() < 0.6
         lumen_hu = np.float32(-900.0 if gas else rng.uniform(0, 25))
         c.paint(box, m, np.where(rel < 0.72, lumen_hu, 45.0 + 20.0 * phase).astype(np.float32), LABEL_VALUE["colon"])
+    if cfg.vessels == "course":  # its own stream, over the organs, before the bones and the lesions
+        paint_vessel_course(
+            c,
+            np.random.default_rng([seed, index, 5]),
+            y_spine,
+            y_front,
+            float(liver.center[2] - 0.6 * liver.radii[2]),
+            aorta_hu,
+            LABEL_VALUE["aorta"],
+            LABEL_VALUE["inferior vena cava"],
+        )
 
     if context is not None:  # bones after the organs, never over them
         paint_ribs(c, body, context)
@@ -504,6 +519,13 @@ def main(argv: list[str] | None = None) -> int:
         "gallbladder around the organs; packed: rich with the stomach against the spleen and most fat inside the "
         "muscle wall turned into soft tissue (the plain series is unchanged)",
     )
+    p.add_argument(
+        "--vessels",
+        choices=VESSEL_COURSES,
+        default="straight",
+        help="course: the aorta lies on the spine, wanders and divides into the iliac arteries at L4, the IVC rises "
+        "from the iliac veins into the back of the liver, both over the organs (the straight series is unchanged)",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print the per-label table")
     args = p.parse_args(argv)
     if args.n < 1:
@@ -515,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         randomise=args.randomise,
         anatomy=args.anatomy,
         context=args.context,
+        vessels=args.vessels,
     )
     stats = write_dataset(args.out, args.n, args.seed, cfg)
     if not args.quiet:
