@@ -1,8 +1,8 @@
 """The phantom's great vessels.
 
-``straight`` (every series written before 2026-11-29): the aorta and the inferior vena cava are two straight tubes at
-a fixed place in front of the spine, through the whole scan, painted before the organs (which cover them where they
-meet). ``course`` draws them as they run in a patient, from their own random stream:
+``straight`` (the default; every series written before this option): the aorta and the inferior vena cava are two
+straight tubes at a fixed place in front of the spine, through the whole scan, painted before the organs (which cover
+them where they meet). ``course`` draws them as they run in a patient, from their own random stream:
 
 - the aorta lies on the front of the vertebral bodies, left of the midline by a varying amount, wanders a little,
   narrows downwards, and divides into the two common iliac arteries 65-100 mm under the kidneys' centre (L4, about
