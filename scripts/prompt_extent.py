@@ -3,21 +3,21 @@
 ``python scripts/prompt_extent.py FOLDER CASE STRUCTURE[,STRUCTURE...] NAME=CKPT [NAME=CKPT ...]``: for each
 checkpoint and structure, the Dice of the raw mask (no post-processing, so stray parts count), its precision and
 recall, the slices it covers against the truth's, and how many of its voxels lie below the truth's lowest slice.
-FOLDER is an MSD-style folder whose ``dataset.json`` names the label values (the independent phantom family, the
-phantom series). Used on the independent family's aorta (README "Vessels that run like a patient's"): a model that
-paints an aorta below where the aorta divides has learned "bright tube in front of the spine", not the aorta.
+FOLDER is any folder ``textdiffseg.data.folders.load_folder`` reads (the independent phantom family, the phantom
+series); a structure is scored on the label values the evaluator gives it. Used on the independent family's aorta
+(README "Vessels that run like a patient's"): a model that paints an aorta below where the aorta divides has learned
+"bright tube in front of the spine", not the aorta.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from textdiffseg.checkpoint import load_for_inference
+from textdiffseg.data.folders import load_folder
 from textdiffseg.data.volumes import load_ras
 from textdiffseg.inference import Segmenter
 
@@ -30,19 +30,21 @@ def _slices(mask: np.ndarray) -> tuple[int, int] | None:
 def extent(folder: str, case: str, structures: list[str], ckpt: str) -> list[dict]:
     """One row per structure: Dice, precision and recall of the raw mask, the slices (first, last) of mask and truth,
     the number of slices, and the mask's voxels below the truth's lowest slice."""
-    meta = json.loads((Path(folder) / "dataset.json").read_text())
-    value = {name: int(v) for v, name in meta["labels"].items()}
-    missing = [s for s in structures if s not in value]
+    found = [c for c in load_folder(folder) if c.case_id == case]
+    if not found:
+        raise SystemExit(f"error: no case {case!r} in {folder}")
+    targets = found[0].targets  # the values each structure covers, as the evaluator scores it
+    missing = [s for s in structures if s not in targets]
     if missing:
-        raise SystemExit(f"error: {folder}/dataset.json labels no {', '.join(missing)}")
-    image = load_ras(f"{folder}/imagesTr/{case}.nii.gz")
-    truth = np.asarray(load_ras(f"{folder}/labelsTr/{case}.nii.gz")[0])
+        raise SystemExit(f"error: {folder} labels no {', '.join(missing)}")
+    image = load_ras(str(found[0].image))
+    truth = np.asarray(load_ras(str(found[0].label))[0])
     model, encoder = load_for_inference(ckpt)
     with torch.inference_mode():
         pred = Segmenter(model, encoder, postprocess=False).predict(image, structures)
     rows = []
     for k, structure in enumerate(structures):
-        mask, true = np.asarray(pred.probability[k]) > 0.5, truth == value[structure]
+        mask, true = np.asarray(pred.probability[k]) > 0.5, np.isin(truth, targets[structure])
         hit, true_slices = int((mask & true).sum()), _slices(true)
         rows.append(
             {

@@ -28,6 +28,8 @@ def test_a_learned_organ_lies_where_its_truth_is_and_the_table_says_so(
     assert row.startswith(f"| tiny | liver | {liver['dice']:.3f} |") and f"of {liver['voxels']} |" in row
 
 
-def test_a_structure_the_folder_does_not_label_is_a_one_line_error(train_phantom_dir: Path) -> None:
+def test_a_structure_the_folder_does_not_label_or_a_missing_case_is_a_one_line_error(train_phantom_dir: Path) -> None:
     with pytest.raises(SystemExit, match="labels no brain"):
         prompt_extent.extent(str(train_phantom_dir), "phantom_000", ["liver", "brain"], "unused.pt")
+    with pytest.raises(SystemExit, match="no case 'phantom_999'"):
+        prompt_extent.extent(str(train_phantom_dir), "phantom_999", ["liver"], "unused.pt")

@@ -25,21 +25,22 @@ from textdiffseg.data.phantom_shapes import Tube
 VESSEL_COURSES = ("straight", "course")
 
 
-def paint_straight_vessels(c: Canvas, y_front: float, aorta_hu: float, aorta_label: int, ivc_label: int) -> None:
-    """The first series' vessels: two straight tubes through the scan, ``y_front`` the spine's front (mm)."""
-    z_lo, z_hi = sorted((c.grid.axis_world(2)[0], c.grid.axis_world(2)[-1]))
-    line = np.array([[0.0, y_front, z_lo - 5], [0.0, y_front, z_hi + 5]])
-    for offset, radii, hu, label in (
-        ([-18.0, 14.0, 0.0], [11.0, 11.0], aorta_hu, aorta_label),
-        ([24.0, 16.0, 0.0], [10.0, 12.0], aorta_hu * 0.6 + 30.0, ivc_label),
-    ):
-        box, m, _ = Tube.through(line + offset, radii).mask(c.grid)
-        c.paint(box, m, hu, label)
+def _venous_hu(aorta_hu: float) -> float:
+    """The IVC's and the iliac veins' HU: less enhanced than the aorta."""
+    return aorta_hu * 0.6 + 30.0
 
 
 def _paint_tube(c: Canvas, points: np.ndarray, radii: np.ndarray, hu: float, label: int) -> None:
     box, m, _ = Tube.through(points, radii).mask(c.grid)
     c.paint(box, m, hu, label)
+
+
+def paint_straight_vessels(c: Canvas, y_front: float, aorta_hu: float, aorta_label: int, ivc_label: int) -> None:
+    """The first series' vessels: two straight tubes through the scan, ``y_front`` the spine's front (mm)."""
+    z_lo, z_hi = sorted((c.grid.axis_world(2)[0], c.grid.axis_world(2)[-1]))
+    line = np.array([[0.0, y_front, z_lo - 5], [0.0, y_front, z_hi + 5]])
+    _paint_tube(c, line + [-18.0, 14.0, 0.0], np.array([11.0, 11.0]), aorta_hu, aorta_label)
+    _paint_tube(c, line + [24.0, 16.0, 0.0], np.array([10.0, 12.0]), _venous_hu(aorta_hu), ivc_label)
 
 
 def _iliac(
@@ -69,7 +70,7 @@ def paint_vessel_course(
     ``y_spine`` / ``y_front``: the vertebral bodies' centre and front (mm); ``z_liver_low``: where the liver's lower
     part is (mm), above which the IVC comes forward into it."""
     z_top = float(max(c.grid.axis_world(2)[[0, -1]])) + 10.0
-    ivc_hu = aorta_hu * 0.6 + 30.0
+    ivc_hu = _venous_hu(aorta_hu)
 
     z_bif = rng.uniform(-100.0, -65.0)
     z = np.linspace(z_top, z_bif, 6)
