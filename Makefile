@@ -250,18 +250,18 @@ $(GEN)/phantom_course_wide/dataset.json: | install
 	$(call phantoms,phantom_course_wide,24,220,--randomise wide --anatomy wide --vessels course)
 $(GEN)/phantom_course_rich/dataset.json: | install
 	$(call phantoms,phantom_course_rich,16,230,--randomise wide --context rich --vessels course)
+COURSE_MIX := $(MEDIUM_RECIPE) --data $(GEN)/phantom_rich_wide --data $(GEN)/phantom_course_wide \
+	--data $(GEN)/phantom_course_rich --data-weight 1 --data-weight 2 --data-weight 1 --negative-fraction 0.4
 runs/labelled/run/model.pt:
 	$(MAKE) labelled-continue
 course-continue: install realct $(REAL_25) $(GEN_PHANTOMS) $(RICH_PHANTOMS) $(COURSE_PHANTOMS) runs/labelled/run/model.pt
-	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --data $(GEN)/phantom_rich_wide --data $(GEN)/phantom_course_wide \
-		--data $(GEN)/phantom_course_rich --data-weight 1 --data-weight 2 --data-weight 1 --negative-fraction 0.4 \
+	$(PY) -m textdiffseg.train $(COURSE_MIX) \
 		--lr 1.5e-4 --seed 57 --init-from runs/labelled/run/model.pt --max-minutes $(COURSE_MINUTES) --out runs/course/run
 
 # course-continue's model continued on the same mix for 30 more minutes (seed 58, lr 1e-4 cosine): whether more steps
 # teach the division (the held-out coursing phantoms' aorta was 0.657 after 1,754 steps).
 course-continue-2: install realct $(REAL_25) $(GEN_PHANTOMS) $(RICH_PHANTOMS) $(COURSE_PHANTOMS)
-	$(PY) -m textdiffseg.train $(MEDIUM_RECIPE) --data $(GEN)/phantom_rich_wide --data $(GEN)/phantom_course_wide \
-		--data $(GEN)/phantom_course_rich --data-weight 1 --data-weight 2 --data-weight 1 --negative-fraction 0.4 \
+	$(PY) -m textdiffseg.train $(COURSE_MIX) \
 		--lr 1e-4 --seed 58 --init-from runs/course/run/model.pt --max-minutes 30 --out runs/course/run2
 
 # Scores course-continue's model as shipped (one trailing step) on README's sets: runs/course/eval/<set>.json, next
